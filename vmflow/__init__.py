@@ -1,0 +1,1 @@
+"""vmflow: virtual-machine operations on libvirt as persisted, revertible flows."""

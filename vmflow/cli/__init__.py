@@ -1,0 +1,1 @@
+"""cliff commands of the vmflow CLI."""

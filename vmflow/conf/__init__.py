@@ -1,0 +1,39 @@
+"""Configuration: one module per option group.
+
+``CONF`` is the process-wide :class:`oslo_config.cfg.ConfigOpts` with every
+group registered; :func:`parse` loads ``--config-file`` arguments into it.
+"""
+import os
+
+from oslo_config import cfg
+
+from vmflow.conf import (database, default, engine, jobboard, libvirt, quota,
+                         scheduler, ssh)
+
+MODULES = (default, database, libvirt, scheduler, quota, ssh, jobboard,
+           engine)
+
+CONF = cfg.CONF
+
+
+def register_all(conf):
+    for module in MODULES:
+        module.register_opts(conf)
+
+
+register_all(CONF)
+
+
+def parse(argv=(), config_files=None, conf=CONF):
+    """Load configuration; ``config_files`` None means the default search."""
+    if config_files is None:
+        config_files = cfg.find_config_files(project="vmflow")
+    conf(list(argv), project="vmflow", default_config_files=config_files,
+         validate_default_values=True)
+    return conf
+
+
+def database_url(conf=CONF):
+    if conf.database.connection:
+        return conf.database.connection
+    return "sqlite:///" + os.path.join(conf.state_path, "vmflow.sqlite")

@@ -1,0 +1,1 @@
+"""Hypervisor drivers: an abstract base and the libvirt implementation."""

@@ -1,0 +1,1 @@
+"""Libvirt driver, split by concern: connection, guest, config, image backend."""

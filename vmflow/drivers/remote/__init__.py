@@ -1,0 +1,1 @@
+"""Remote execution on hosts over SSH (paramiko) with verified host keys."""

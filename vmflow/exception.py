@@ -1,0 +1,96 @@
+"""Exception hierarchy.
+
+Two families hang off :class:`VmflowError`:
+
+* :class:`RescheduleableError` -- a failure bound to one host; another host
+  may well succeed, so a build moves on to the next alternate.
+* everything else -- a failure no other host can fix (bad input, quota,
+  unknown flavor); the operation stops and reverts at once.
+"""
+
+
+class VmflowError(Exception):
+    """Root of every error vmflow raises on purpose."""
+
+    msg_fmt = "An unknown error occurred."
+
+    def __init__(self, message=None, **kwargs):
+        self.kwargs = kwargs
+        if message is None:
+            message = self.msg_fmt % kwargs
+        super().__init__(message)
+
+    def __str__(self):
+        # Errors are printed as one line by the CLI: fold any newline that a
+        # lower layer (libvirt, qemu-img, ssh) put into its message.
+        return " ".join(super().__str__().split())
+
+
+class InvalidInput(VmflowError):
+    msg_fmt = "invalid input: %(reason)s"
+
+
+class InvalidName(InvalidInput):
+    msg_fmt = "invalid name %(name)r: %(reason)s"
+
+
+class NotFound(VmflowError):
+    msg_fmt = "%(kind)s %(name)r not found"
+
+
+class AlreadyExists(VmflowError):
+    msg_fmt = "%(kind)s %(name)r already exists"
+
+
+class InUse(VmflowError):
+    msg_fmt = "%(kind)s %(name)r is in use: %(reason)s"
+
+
+class DatabaseNotReady(VmflowError):
+    msg_fmt = ("database %(url)s is not at the current schema "
+               "(%(reason)s); run 'vmflow db sync'")
+
+
+class RescheduleableError(VmflowError):
+    """A host-level failure: try the next alternate host."""
+
+
+class HypervisorUnavailable(RescheduleableError):
+    msg_fmt = "hypervisor at %(uri)s is unavailable: %(reason)s"
+
+
+class DomainNotFound(VmflowError):
+    msg_fmt = "domain %(ident)s not found on %(uri)s"
+
+
+class GuestOperationFailed(RescheduleableError):
+    msg_fmt = "%(operation)s of domain %(ident)s failed: %(reason)s"
+
+
+class ImageBackendError(RescheduleableError):
+    msg_fmt = "disk operation failed: %(reason)s"
+
+
+class CommandFailed(ImageBackendError):
+    msg_fmt = "command %(command)s failed with status %(status)s: %(stderr)s"
+
+
+class RemoteConnectionError(RescheduleableError):
+    msg_fmt = "cannot reach %(target)s over SSH: %(reason)s"
+
+
+class HostKeyMismatch(RemoteConnectionError):
+    msg_fmt = "SSH host key of %(target)s is not trusted: %(reason)s"
+
+
+class NoValidHost(VmflowError):
+    """No host passed the filters; ``reasons`` maps host name to why."""
+
+    def __init__(self, reasons):
+        self.reasons = dict(reasons)
+        if self.reasons:
+            detail = "; ".join(f"{host}: {why}"
+                               for host, why in sorted(self.reasons.items()))
+        else:
+            detail = "no hosts are registered"
+        super().__init__(f"no valid host was found ({detail})")

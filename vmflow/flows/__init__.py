@@ -1,0 +1,1 @@
+"""One module per operation, each exposing an unloaded-flow factory."""

@@ -1,0 +1,1 @@
+"""Database sessions, models, migrations and TaskFlow persistence."""

@@ -1,0 +1,1 @@
+"""Host selection: filters and weighers."""

@@ -1,0 +1,1 @@
+"""Revertible TaskFlow tasks, grouped by what they touch."""
