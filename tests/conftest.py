@@ -1,0 +1,72 @@
+"""Fixtures shared by every test layer."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from vmflow import conf as vmflow_conf
+from vmflow.persistence import api, migration
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN_DIR = os.path.dirname(sys.executable)
+
+
+@pytest.fixture
+def conf(tmp_path):
+    """The global CONF reset to defaults with a private state_path."""
+    conf = vmflow_conf.CONF
+    vmflow_conf.parse(config_files=[])
+    conf.set_override("state_path", str(tmp_path / "state"))
+    yield conf
+    api.dispose_engines()
+    conf.reset()
+    conf.clear_override("state_path")
+
+
+@pytest.fixture
+def db_engine(conf):
+    """An SQLite database at the current schema."""
+    engine = api.get_engine(conf)
+    migration.db_sync(engine)
+    return engine
+
+
+@pytest.fixture
+def session(db_engine):
+    with api.session_scope(db_engine) as session:
+        yield session
+
+
+def write_config(path, sections):
+    lines = []
+    for section, options in sections.items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{key} = {value}" for key, value in options.items())
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+class Cli:
+    """Runs the installed ``vmflow`` console script with a config file."""
+
+    def __init__(self, config_file):
+        self.config_file = config_file
+
+    def __call__(self, *args, check=True):
+        result = subprocess.run(
+            [os.path.join(BIN_DIR, "vmflow"), "--config-file",
+             self.config_file, *args],
+            capture_output=True, text=True, timeout=120, check=False)
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"vmflow {' '.join(args)} exited {result.returncode}: "
+                f"{result.stderr}")
+        return result
+
+
+@pytest.fixture
+def cli(tmp_path):
+    config_file = write_config(tmp_path / "vmflow.conf", {
+        "DEFAULT": {"state_path": tmp_path / "state"}})
+    return Cli(config_file)

@@ -1,0 +1,77 @@
+"""Database engines and sessions.
+
+One engine per URL per process. SQLite runs in WAL mode with foreign keys
+on and a busy timeout, so the CLI and runners can share the file.
+"""
+import contextlib
+import os
+import threading
+
+import sqlalchemy
+from sqlalchemy import event, orm
+
+from vmflow import conf as vmflow_conf
+
+_engines = {}
+_engines_lock = threading.Lock()
+
+
+def _configure_sqlite(engine, synchronous_full, busy_timeout_seconds):
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Let SQLAlchemy's "begin" listener issue BEGIN itself, so a write
+        # transaction can take the lock up front (see begin_immediate).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=%s"
+                       % ("FULL" if synchronous_full else "NORMAL"))
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=%d"
+                       % (busy_timeout_seconds * 1000))
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        mode = connection.get_execution_options().get("sqlite_begin",
+                                                      "DEFERRED")
+        connection.exec_driver_sql("BEGIN %s" % mode)
+
+
+def create_engine(url, conf=vmflow_conf.CONF):
+    url = sqlalchemy.engine.make_url(url)
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(url.database)),
+                        exist_ok=True)
+        engine = sqlalchemy.create_engine(url)
+        _configure_sqlite(engine, conf.database.sqlite_synchronous_full,
+                          conf.database.busy_timeout_seconds)
+        return engine
+    return sqlalchemy.create_engine(url, pool_pre_ping=True,
+                                    pool_size=conf.database.pool_size)
+
+
+def get_engine(conf=vmflow_conf.CONF):
+    url = vmflow_conf.database_url(conf)
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _engines[url] = create_engine(url, conf)
+        return engine
+
+
+def dispose_engines():
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+@contextlib.contextmanager
+def session_scope(engine=None):
+    """A session whose transaction commits on success, rolls back on error."""
+    engine = engine or get_engine()
+    with orm.Session(engine, expire_on_commit=False) as session:
+        with session.begin():
+            yield session

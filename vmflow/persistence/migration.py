@@ -1,0 +1,70 @@
+"""Schema creation and upgrades: vmflow's tables and TaskFlow's."""
+import contextlib
+import os
+
+from alembic import command, config as alembic_config, migration, script
+from taskflow.persistence.backends.sqlalchemy import \
+    migration as taskflow_migration
+
+from vmflow import exception
+from vmflow.persistence import api
+
+MIGRATIONS_DIR = os.path.join(os.path.dirname(__file__), "migrations")
+VERSION_TABLE = "vmflow_alembic_version"
+
+
+def _alembic_config(connection):
+    cfg = alembic_config.Config()
+    cfg.set_main_option("script_location", MIGRATIONS_DIR)
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision():
+    scripts = script.ScriptDirectory(MIGRATIONS_DIR)
+    return scripts.get_current_head()
+
+
+def current_revision(engine):
+    with engine.connect() as connection:
+        ctx = migration.MigrationContext.configure(
+            connection, opts={"version_table": VERSION_TABLE})
+        return ctx.get_current_revision()
+
+
+def db_sync(engine=None, revision="head"):
+    """Create or upgrade every table, TaskFlow's logbook tables included."""
+    engine = engine or api.get_engine()
+    with engine.begin() as connection:
+        command.upgrade(_alembic_config(connection), revision)
+    with engine.begin() as connection:
+        taskflow_migration.db_sync(connection)
+    return current_revision(engine)
+
+
+def db_downgrade(engine, revision="base"):
+    """Downgrade vmflow's own tables (used by the migration tests)."""
+    with engine.begin() as connection:
+        command.downgrade(_alembic_config(connection), revision)
+
+
+def check_schema(engine=None):
+    """Raise DatabaseNotReady unless the schema is at the head revision."""
+    engine = engine or api.get_engine()
+    url = engine.url.render_as_string(hide_password=True)
+    try:
+        current = current_revision(engine)
+    except Exception as error:  # driver errors: unreachable server, etc.
+        raise exception.DatabaseNotReady(
+            url=url, reason=str(error).splitlines()[0]) from error
+    head = head_revision()
+    if current != head:
+        raise exception.DatabaseNotReady(
+            url=url, reason=f"at revision {current}, expected {head}")
+
+
+@contextlib.contextmanager
+def ready_session():
+    check_schema()
+    with api.session_scope() as session:
+        yield session
