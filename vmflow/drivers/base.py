@@ -1,0 +1,114 @@
+"""The operations a hypervisor driver offers to the flows.
+
+Arguments and results are plain JSON-serialisable data (dicts, strings,
+ids), so tasks can store them. ``instance`` has ``uuid`` and ``name``;
+``flavor`` has ``vcpus``, ``ram_mb`` and ``disk_gb``; ``image`` has
+``uuid`` (or ``id``), ``name``, ``file``, ``disk_format`` and optionally
+``kernel``, ``initrd``, ``cmdline``.
+
+Every mutating operation is idempotent and returns what it did (for
+example ``"destroyed"`` or ``"already-off"``), because a task that was
+running when its process died is executed again.
+"""
+import abc
+
+
+class ComputeDriver(abc.ABC):
+    """One hypervisor host."""
+
+    # -- host ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    def health_check(self):
+        """Dict describing the hypervisor; raises HypervisorUnavailable."""
+
+    # -- disks --------------------------------------------------------------
+
+    @abc.abstractmethod
+    def create_disks(self, instance, image, flavor):
+        """Cache the image on the host and create the instance's disk.
+
+        Returns a dict of host paths (``disk``, ``kernel``, ``initrd``,
+        ``console_log``, ...) and what was created.
+        """
+
+    @abc.abstractmethod
+    def remove_disks(self, instance_uuid):
+        """Delete the instance's files: ``"removed"`` or ``"absent"``."""
+
+    @abc.abstractmethod
+    def resize_disk(self, instance_uuid, size_gb):
+        """Grow the instance's disk: ``"resized"`` or ``"unchanged"``."""
+
+    @abc.abstractmethod
+    def disk_info(self, instance_uuid):
+        """What qemu-img says about the instance's disk."""
+
+    @abc.abstractmethod
+    def instance_dir_exists(self, instance_uuid):
+        """True when the instance has files on this host."""
+
+    @abc.abstractmethod
+    def list_instance_dirs(self):
+        """Instance uuids that have files on this host (for audits)."""
+
+    @abc.abstractmethod
+    def console_log_path(self, instance_uuid):
+        """Host path of the instance's serial console log."""
+
+    # -- domains ------------------------------------------------------------
+
+    @abc.abstractmethod
+    def generate_xml(self, instance, image, flavor, disks=None):
+        """Domain XML for the instance (from the database, not the host)."""
+
+    @abc.abstractmethod
+    def define_domain(self, xml):
+        """Define (or redefine) the domain; returns its uuid."""
+
+    @abc.abstractmethod
+    def start(self, instance_uuid, paused=False):
+        """``"started"``, ``"started-paused"``, ``"already-running"``, ..."""
+
+    @abc.abstractmethod
+    def shutdown_acpi(self, instance_uuid):
+        """Press the power button: ``"requested"`` or ``"already-off"``."""
+
+    @abc.abstractmethod
+    def destroy(self, instance_uuid):
+        """Power off at once: ``"destroyed"``, ``"already-off"`` or
+        ``"not-found"``."""
+
+    @abc.abstractmethod
+    def undefine(self, instance_uuid):
+        """Remove the definition: ``"undefined"`` or
+        ``"already-undefined"``."""
+
+    @abc.abstractmethod
+    def pause(self, instance_uuid):
+        """``"paused"`` or ``"already-paused"``."""
+
+    @abc.abstractmethod
+    def resume(self, instance_uuid):
+        """``"resumed"`` or ``"already-running"``."""
+
+    @abc.abstractmethod
+    def managed_save(self, instance_uuid):
+        """Suspend to disk: ``"saved"`` or ``"already-saved"``."""
+
+    @abc.abstractmethod
+    def has_managed_save(self, instance_uuid):
+        """True when starting the domain restores a saved memory image."""
+
+    @abc.abstractmethod
+    def get_power_state(self, instance_uuid):
+        """``"running"``, ``"paused"``, ``"shutoff"``, ... or
+        DomainNotFound when the domain does not exist."""
+
+    @abc.abstractmethod
+    def get_domain_id(self, instance_uuid):
+        """Hypervisor id of the running domain, -1 when it is off."""
+
+    @abc.abstractmethod
+    def list_domains(self):
+        """``[{uuid, name, instance_uuid, state}]`` for audits."""
