@@ -1,0 +1,66 @@
+"""Shared pieces of the CLI commands."""
+import argparse
+import functools
+import sys
+
+from cliff import command, lister, show
+
+from vmflow.persistence import migration
+
+
+def _one_line_error(parser, message):
+    sys.stderr.write(f"{parser.prog}: error: {message}\n")
+    sys.exit(2)
+
+
+class OneLineErrorsMixin:
+    """argparse errors as one line (no usage dump), exit status 2."""
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.error = functools.partial(_one_line_error, parser)
+        return parser
+
+    def session(self):
+        return migration.ready_session()
+
+
+class Command(OneLineErrorsMixin, command.Command):
+    pass
+
+
+class Lister(OneLineErrorsMixin, lister.Lister):
+    pass
+
+
+class ShowOne(OneLineErrorsMixin, show.ShowOne):
+    pass
+
+
+def _integer(text, minimum, what):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{what} {text!r} is not a whole number") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(
+            f"{what} {text!r} must be at least {minimum}")
+    return value
+
+
+def positive_int(text):
+    return _integer(text, 1, "value")
+
+
+def quota_limit(text):
+    return _integer(text, -1, "limit")
+
+
+def as_columns(rows, columns):
+    """Rows of dicts -> (columns, tuples) as cliff's Lister wants them."""
+    return columns, [tuple(row[column] for column in columns) for row in rows]
+
+
+def as_show(record):
+    return tuple(record), tuple(record.values())

@@ -1,0 +1,60 @@
+"""The ``vmflow`` command line (cliff)."""
+import logging
+import sys
+
+from cliff import app, commandmanager
+
+from vmflow import conf as vmflow_conf
+
+LOG_FORMAT = "vmflow: error: %(message)s"
+
+
+class VmflowApp(app.App):
+    def __init__(self):
+        super().__init__(
+            description="Virtual-machine operations on libvirt as persisted, "
+                        "revertible flows.",
+            version="0.1.0",
+            command_manager=commandmanager.CommandManager("vmflow.cli"),
+            deferred_help=True)
+
+    def build_option_parser(self, description, version, argparse_kwargs=None):
+        parser = super().build_option_parser(description, version,
+                                             argparse_kwargs)
+        parser.add_argument(
+            "--config-file", action="append", dest="config_files",
+            metavar="PATH",
+            help="Configuration file to read (repeatable; default: "
+                 "vmflow.conf in the standard oslo.config locations).")
+        return parser
+
+    def configure_logging(self):
+        # Errors reach the user as one line on stderr; library chatter stays
+        # below WARNING unless --debug or -v was given.
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        handler = logging.StreamHandler(self.stderr)
+        if self.options.debug or self.options.verbose_level > 1:
+            handler.setFormatter(logging.Formatter(
+                "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            root.setLevel(logging.DEBUG)
+        else:
+            handler.setFormatter(logging.Formatter(LOG_FORMAT))
+            root.setLevel(logging.ERROR)
+        root.addHandler(handler)
+
+    def initialize_app(self, argv):
+        vmflow_conf.parse(config_files=self.options.config_files)
+
+
+def main(argv=None):
+    if argv is None:
+        argv = sys.argv[1:]
+    if not argv:
+        argv = ["help"]
+    return VmflowApp().run(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Records an operator manages: hosts, flavors, images and quota limits.
+
+Functions take a session, validate everything before writing anything, and
+return plain dicts (never ORM objects) so callers can print or store them.
+"""
+import sqlalchemy
+from sqlalchemy import exc as sa_exc
+
+from vmflow import exception
+from vmflow.persistence import models
+
+LIVE_INSTANCE = models.Instance.vm_state != "deleted"
+
+
+def as_dict(row, columns):
+    return {column: getattr(row, column) for column in columns}
+
+
+def get_by_name(session, model, kind, name):
+    row = session.scalar(sqlalchemy.select(model).where(model.name == name))
+    if row is None:
+        raise exception.NotFound(kind=kind, name=name)
+    return row
+
+
+def ensure_name_free(session, model, kind, name):
+    exists = session.scalar(
+        sqlalchemy.select(model.id).where(model.name == name))
+    if exists is not None:
+        raise exception.AlreadyExists(kind=kind, name=name)
+
+
+def insert_unique(session, row, kind):
+    """Add ``row``; a concurrent insert of the same name is AlreadyExists."""
+    session.add(row)
+    try:
+        session.flush()
+    except sa_exc.IntegrityError as error:
+        raise exception.AlreadyExists(kind=kind, name=row.name) from error
+    return row
+
+
+def count_live_instances(session, column, value):
+    return session.scalar(
+        sqlalchemy.select(sqlalchemy.func.count(models.Instance.id))
+        .where(column == value, LIVE_INSTANCE))

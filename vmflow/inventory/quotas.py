@@ -1,0 +1,75 @@
+"""Per-project quota limits; projects without a limit use [quota] defaults."""
+import sqlalchemy
+
+from vmflow import conf as vmflow_conf
+from vmflow import exception, validation
+from vmflow.inventory import LIVE_INSTANCE
+from vmflow.persistence import models
+
+RESOURCES = ("instances", "cores", "ram")
+UNLIMITED = -1
+
+
+def default_limits(conf=vmflow_conf.CONF):
+    return {resource: getattr(conf.quota, resource) for resource in RESOURCES}
+
+
+def get_limits(session, project, conf=vmflow_conf.CONF):
+    limits = default_limits(conf)
+    rows = session.scalars(sqlalchemy.select(models.QuotaLimit)
+                           .where(models.QuotaLimit.project == project))
+    overrides = {row.resource: row.hard_limit for row in rows}
+    limits.update(overrides)
+    return limits, set(overrides)
+
+
+def get_usage(session, project):
+    instance = models.Instance
+    count, cores, ram = session.execute(
+        sqlalchemy.select(sqlalchemy.func.count(instance.id),
+                          sqlalchemy.func.coalesce(
+                              sqlalchemy.func.sum(instance.vcpus), 0),
+                          sqlalchemy.func.coalesce(
+                              sqlalchemy.func.sum(instance.memory_mb), 0))
+        .where(instance.project == project, LIVE_INSTANCE)).one()
+    return {"instances": count, "cores": int(cores), "ram": int(ram)}
+
+
+def set_limits(session, project, limits):
+    """Set the given ``{resource: limit}``; None values are left alone."""
+    validation.validate_name(project, "project name")
+    changes = {resource: value for resource, value in limits.items()
+               if value is not None}
+    if not changes:
+        raise exception.InvalidInput(
+            reason="give at least one of --instances, --cores, --ram")
+    for resource, value in changes.items():
+        if resource not in RESOURCES:
+            raise exception.InvalidInput(
+                reason=f"unknown quota resource {resource!r}")
+        if value < UNLIMITED:
+            raise exception.InvalidInput(
+                reason=f"quota {resource} limit {value} must be -1 "
+                       "(unlimited) or more")
+    for resource, value in changes.items():
+        row = session.scalar(sqlalchemy.select(models.QuotaLimit).where(
+            models.QuotaLimit.project == project,
+            models.QuotaLimit.resource == resource))
+        if row is None:
+            session.add(models.QuotaLimit(project=project, resource=resource,
+                                          hard_limit=value))
+        else:
+            row.hard_limit = value
+    session.flush()
+    return show_quota(session, project)
+
+
+def show_quota(session, project):
+    validation.validate_name(project, "project name")
+    limits, overridden = get_limits(session, project)
+    usage = get_usage(session, project)
+    return [{"resource": resource,
+             "limit": limits[resource],
+             "in_use": usage[resource],
+             "source": "project" if resource in overridden else "default"}
+            for resource in RESOURCES]
