@@ -3,8 +3,6 @@ import contextlib
 import os
 
 from alembic import command, config as alembic_config, migration, script
-from taskflow.persistence.backends.sqlalchemy import \
-    migration as taskflow_migration
 
 from vmflow import exception
 from vmflow.persistence import api
@@ -34,6 +32,11 @@ def current_revision(engine):
 
 def db_sync(engine=None, revision="head"):
     """Create or upgrade every table, TaskFlow's logbook tables included."""
+    # Imported here: TaskFlow takes most of a second to import, and every
+    # other CLI command only needs check_schema().
+    from taskflow.persistence.backends.sqlalchemy import \
+        migration as taskflow_migration
+
     engine = engine or api.get_engine()
     with engine.begin() as connection:
         command.upgrade(_alembic_config(connection), revision)
