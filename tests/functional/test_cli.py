@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from tests.conftest import Cli, write_config
-from vmflow.persistence import models
+from vmflow.persistence import migration, models
 
 UNREACHABLE_URI = "qemu+tcp://127.0.0.1:1/system"
 
@@ -67,9 +67,9 @@ def as_json(result):
 
 def test_db_sync_reports_the_revision(cli):
     data = as_json(cli("db", "sync", "-f", "json"))
-    assert data["revision"] == "0001"
+    assert data["revision"] == migration.head_revision()
     assert data["database"].endswith("vmflow.sqlite")
-    assert as_json(cli("db", "version", "-f", "json"))["head"] == "0001"
+    assert as_json(cli("db", "version", "-f", "json"))["head"] == migration.head_revision()
 
 
 def test_commands_before_db_sync_say_what_to_do(cli):

@@ -196,3 +196,65 @@ class InstanceFault(Base):
     host: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
     created_at: Mapped[datetime.datetime] = mapped_column(
         DateTime, default=utcnow)
+
+
+class QuotaHold(TimestampMixin, Base):
+    """Quota one consumer holds: ``reserved`` while building, ``committed``
+    once it is live. A project's usage is the sum of its holds."""
+
+    __tablename__ = "quota_holds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    consumer_uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    project: Mapped[str] = mapped_column(String(NAME_LENGTH), index=True)
+    instances: Mapped[int] = mapped_column(Integer)
+    cores: Mapped[int] = mapped_column(Integer)
+    ram: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+
+
+class ProjectLock(Base):
+    """One row per project, locked (SELECT ... FOR UPDATE) while its quota
+    is checked and written, so concurrent reservations serialise."""
+
+    __tablename__ = "project_locks"
+
+    project: Mapped[str] = mapped_column(String(NAME_LENGTH),
+                                         primary_key=True)
+
+
+class InstanceLock(Base):
+    """The one operation running on an instance, and the job running it."""
+
+    __tablename__ = "instance_locks"
+
+    instance_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    action: Mapped[str] = mapped_column(String(32))
+    job_uuid: Mapped[str] = mapped_column(String(36), index=True)
+    request_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime.datetime] = mapped_column(
+        DateTime, default=utcnow)
+
+
+class Job(Base):
+    """A job of the embedded SQL job board (TaskFlow JobBoard semantics)."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_board_state", "board", "state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    board: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    name: Mapped[str] = mapped_column(String(255))
+    book_uuid: Mapped[str | None] = mapped_column(String(64))
+    book_name: Mapped[str | None] = mapped_column(String(255))
+    details: Mapped[str] = mapped_column(Text)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(16))
+    owner: Mapped[str | None] = mapped_column(String(255))
+    claim_expires_at: Mapped[datetime.datetime | None] = mapped_column(
+        DateTime)
+    created_at: Mapped[datetime.datetime] = mapped_column(
+        DateTime, default=utcnow)
+    updated_at: Mapped[datetime.datetime] = mapped_column(
+        DateTime, default=utcnow, onupdate=utcnow)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-21 16:16:19.943484
+Create Date: 2026-11-21
 """
 from alembic import op
 import sqlalchemy as sa
