@@ -1,0 +1,24 @@
+"""Store keys, flow names and flow factories, in one place.
+
+Store values are plain JSON-serialisable data (uuids, names, dicts); tasks
+load what they need from the database by uuid.
+"""
+
+# Store keys given when an operation is posted.
+INSTANCE_UUID = "instance_uuid"
+REQUEST_ID = "request_id"
+REQUESTED_HOST = "requested_host"
+
+# Results tasks provide to later tasks.
+HOST_CANDIDATES = "host_candidates"
+HOST_NAME = "host_name"
+DISK_PATHS = "disk_paths"
+DOMAIN_XML = "domain_xml"
+
+# Flow names (also the instance action names).
+BUILD_FLOW = "build"
+DELETE_FLOW = "delete"
+
+# Dotted factory names, re-imported by runners to resume a flow.
+BUILD_FLOW_FACTORY = "vmflow.flows.build.get_build_flow"
+DELETE_FLOW_FACTORY = "vmflow.flows.delete.get_delete_flow"
