@@ -17,7 +17,7 @@ def snapshot(state_dir):
     nothing."""
     with sqlite3.connect(state_dir / "vmflow.sqlite") as connection:
         return {table: connection.execute(
-                    f"SELECT * FROM {table} ORDER BY id").fetchall()
+                    f"SELECT * FROM {table} ORDER BY 1").fetchall()
                 for table in models.Base.metadata.tables}
 
 
@@ -69,7 +69,8 @@ def test_db_sync_reports_the_revision(cli):
     data = as_json(cli("db", "sync", "-f", "json"))
     assert data["revision"] == migration.head_revision()
     assert data["database"].endswith("vmflow.sqlite")
-    assert as_json(cli("db", "version", "-f", "json"))["head"] == migration.head_revision()
+    version = as_json(cli("db", "version", "-f", "json"))
+    assert version["head"] == version["revision"] == data["revision"]
 
 
 def test_commands_before_db_sync_say_what_to_do(cli):

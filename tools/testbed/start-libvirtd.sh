@@ -23,23 +23,13 @@ LOCK_FILE=/run/vmflow-testbed-libvirtd.lock
 
 die() { echo "start-libvirtd: error: $*" >&2; exit 1; }
 log() { echo "start-libvirtd: $*"; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ $(id -u) -eq 0 ]] || die "must run as root"
 for cmd in libvirtd virtlogd virsh flock; do
     command -v "$cmd" >/dev/null || die "$cmd not found: run tools/testbed/install-packages.sh first"
 done
 
-# pid_of PIDFILE NAME: print the pid in PIDFILE if it is a live (not zombie)
-# process called NAME; a killed daemon may stay a zombie a while (pid 1 reaps lazily)
-pid_of() {
-    local pid
-    [[ -s $1 ]] || return 1
-    pid="$(tr -dc '0-9' 2>/dev/null <"$1")" || return 1
-    [[ -n $pid ]] || return 1
-    [[ $(cat "/proc/$pid/comm" 2>/dev/null || true) == "$2" ]] || return 1
-    [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true) != Z ]] || return 1
-    echo "$pid"
-}
 
 # stop_pid PID: SIGTERM, then SIGKILL after 10 s
 stop_pid() {
@@ -52,15 +42,6 @@ stop_pid() {
     kill -KILL "$1" 2>/dev/null || true
 }
 
-answers() { timeout 10 virsh -c "$URI" list >/dev/null 2>&1; }
-
-wait_answers() {  # wait_answers SECONDS
-    local deadline=$((SECONDS + $1))
-    until answers; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.2
-    done
-}
 
 start_virtlogd() {
     pid_of "$VIRTLOGD_PID" virtlogd >/dev/null && return 0

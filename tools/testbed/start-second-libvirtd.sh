@@ -21,6 +21,7 @@ SCRIPT="$(realpath "${BASH_SOURCE[0]}")"
 
 die() { echo "start-second-libvirtd: error: $*" >&2; exit 1; }
 log() { echo "start-second-libvirtd: $*" >&2; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # mount points inside the namespace -> subdirectory of DIR
 MOUNTS=(
@@ -31,16 +32,6 @@ MOUNTS=(
     /var/cache/libvirt:cache
 )
 
-# pid_of PIDFILE NAME: print the pid in PIDFILE if it is a live (not zombie) process NAME
-pid_of() {
-    local pid
-    [[ -s $1 ]] || return 1
-    pid="$(tr -dc '0-9' 2>/dev/null <"$1")" || return 1
-    [[ -n $pid ]] || return 1
-    [[ $(cat "/proc/$pid/comm" 2>/dev/null || true) == "$2" ]] || return 1
-    [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true) != Z ]] || return 1
-    echo "$pid"
-}
 
 # --- inside the private mount namespace (the script re-runs itself) ---------
 if [[ ${1-} == --in-namespace ]]; then
@@ -76,14 +67,6 @@ URI="qemu+unix:///system?socket=$DIR/run/libvirt-sock"
 # the socket path must fit in sockaddr_un (108 bytes)
 ((${#DIR} + 16 < 108)) || die "DIR too long for a unix socket path: $DIR"
 
-answers() { timeout 10 virsh -c "$URI" list >/dev/null 2>&1; }
-wait_answers() {  # wait_answers SECONDS
-    local deadline=$((SECONDS + $1))
-    until answers; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.2
-    done
-}
 
 exec 9>"$DIR/.lock"
 flock -w 180 9 || die "timed out waiting for $DIR/.lock"

@@ -11,22 +11,13 @@ set -euo pipefail
 
 die() { echo "stop-second-libvirtd: error: $*" >&2; exit 1; }
 log() { echo "stop-second-libvirtd: $*"; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 (($# == 1)) || die "usage: $0 DIR"
 [[ -d $1 ]] || { log "no such directory $1, nothing to stop"; exit 0; }
 DIR="$(realpath "$1")"
 URI="qemu+unix:///system?socket=$DIR/run/libvirt-sock"
 
-# pid_of PIDFILE NAME: print the pid in PIDFILE if it is a live (not zombie) process NAME
-pid_of() {
-    local pid
-    [[ -s $1 ]] || return 1
-    pid="$(tr -dc '0-9' 2>/dev/null <"$1")" || return 1
-    [[ -n $pid ]] || return 1
-    [[ $(cat "/proc/$pid/comm" 2>/dev/null || true) == "$2" ]] || return 1
-    [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true) != Z ]] || return 1
-    echo "$pid"
-}
 
 # stop PIDFILE NAME: SIGTERM, SIGKILL after 10 s, remove the pid file
 stop() {

@@ -64,3 +64,44 @@ def as_columns(rows, columns):
 
 def as_show(record):
     return tuple(record), tuple(record.values())
+
+
+class ListAll(Lister):
+    """List every record; subclasses set ``list_records`` and ``columns``."""
+
+    list_records = None
+    columns = ()
+
+    def take_action(self, parsed_args):
+        with self.session() as session:
+            return as_columns(type(self).list_records(session), self.columns)
+
+
+class ShowByName(ShowOne):
+    """Show one record by name; subclasses set ``show_record``."""
+
+    show_record = None
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument("name")
+        return parser
+
+    def take_action(self, parsed_args):
+        with self.session() as session:
+            return as_show(type(self).show_record(session, parsed_args.name))
+
+
+class DeleteByName(Command):
+    """Delete one record by name; subclasses set ``delete_record``."""
+
+    delete_record = None
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument("name")
+        return parser
+
+    def take_action(self, parsed_args):
+        with self.session() as session:
+            type(self).delete_record(session, parsed_args.name)

@@ -22,37 +22,20 @@ class CreateFlavor(base.ShowOne):
                 parsed_args.ram, parsed_args.disk))
 
 
-class ListFlavors(base.Lister):
+class ListFlavors(base.ListAll):
     """List flavors."""
 
-    def take_action(self, parsed_args):
-        with self.session() as session:
-            return base.as_columns(flavors.list_flavors(session),
-                                   flavors.COLUMNS)
+    list_records = staticmethod(flavors.list_flavors)
+    columns = flavors.COLUMNS
 
 
-class ShowFlavor(base.ShowOne):
+class ShowFlavor(base.ShowByName):
     """Show one flavor."""
 
-    def get_parser(self, prog_name):
-        parser = super().get_parser(prog_name)
-        parser.add_argument("name")
-        return parser
-
-    def take_action(self, parsed_args):
-        with self.session() as session:
-            return base.as_show(flavors.show_flavor(session,
-                                                    parsed_args.name))
+    show_record = staticmethod(flavors.show_flavor)
 
 
-class DeleteFlavor(base.Command):
+class DeleteFlavor(base.DeleteByName):
     """Delete a flavor no live instance uses."""
 
-    def get_parser(self, prog_name):
-        parser = super().get_parser(prog_name)
-        parser.add_argument("name")
-        return parser
-
-    def take_action(self, parsed_args):
-        with self.session() as session:
-            flavors.delete_flavor(session, parsed_args.name)
+    delete_record = staticmethod(flavors.delete_flavor)

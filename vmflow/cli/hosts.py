@@ -32,25 +32,17 @@ class AddHost(base.ShowOne):
                 parsed_args.ssh))
 
 
-class ListHosts(base.Lister):
+class ListHosts(base.ListAll):
     """List hosts."""
 
-    def take_action(self, parsed_args):
-        with self.session() as session:
-            return base.as_columns(hosts.list_hosts(session), hosts.COLUMNS)
+    list_records = staticmethod(hosts.list_hosts)
+    columns = hosts.COLUMNS
 
 
-class ShowHost(base.ShowOne):
+class ShowHost(base.ShowByName):
     """Show one host."""
 
-    def get_parser(self, prog_name):
-        parser = super().get_parser(prog_name)
-        parser.add_argument("name")
-        return parser
-
-    def take_action(self, parsed_args):
-        with self.session() as session:
-            return base.as_show(hosts.show_host(session, parsed_args.name))
+    show_record = staticmethod(hosts.show_host)
 
 
 class SetHost(base.ShowOne):

@@ -28,36 +28,20 @@ class AddImage(base.ShowOne):
                 parsed_args.cmdline))
 
 
-class ListImages(base.Lister):
+class ListImages(base.ListAll):
     """List images."""
 
-    def take_action(self, parsed_args):
-        with self.session() as session:
-            return base.as_columns(images.list_images(session),
-                                   images.COLUMNS)
+    list_records = staticmethod(images.list_images)
+    columns = images.COLUMNS
 
 
-class ShowImage(base.ShowOne):
+class ShowImage(base.ShowByName):
     """Show one image."""
 
-    def get_parser(self, prog_name):
-        parser = super().get_parser(prog_name)
-        parser.add_argument("name")
-        return parser
-
-    def take_action(self, parsed_args):
-        with self.session() as session:
-            return base.as_show(images.show_image(session, parsed_args.name))
+    show_record = staticmethod(images.show_image)
 
 
-class DeleteImage(base.Command):
+class DeleteImage(base.DeleteByName):
     """Delete an image no live instance uses (its file is left alone)."""
 
-    def get_parser(self, prog_name):
-        parser = super().get_parser(prog_name)
-        parser.add_argument("name")
-        return parser
-
-    def take_action(self, parsed_args):
-        with self.session() as session:
-            images.delete_image(session, parsed_args.name)
+    delete_record = staticmethod(images.delete_image)
