@@ -1,5 +1,6 @@
 """Shared pieces of the CLI commands."""
 import argparse
+import datetime
 import functools
 import sys
 
@@ -57,13 +58,21 @@ def quota_limit(text):
     return _integer(text, -1, "limit")
 
 
+def printable(value):
+    """Timestamps as ISO 8601 text, so every output format can show them."""
+    if isinstance(value, datetime.datetime):
+        return value.isoformat(sep=" ", timespec="seconds")
+    return value
+
+
 def as_columns(rows, columns):
     """Rows of dicts -> (columns, tuples) as cliff's Lister wants them."""
-    return columns, [tuple(row[column] for column in columns) for row in rows]
+    return columns, [tuple(printable(row[column]) for column in columns)
+                     for row in rows]
 
 
 def as_show(record):
-    return tuple(record), tuple(record.values())
+    return tuple(record), tuple(printable(v) for v in record.values())
 
 
 class ListAll(Lister):
