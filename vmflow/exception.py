@@ -94,3 +94,47 @@ class NoValidHost(VmflowError):
         else:
             detail = "no hosts are registered"
         super().__init__(f"no valid host was found ({detail})")
+
+
+class QuotaExceeded(VmflowError):
+    msg_fmt = ("quota exceeded for %(resource)s in project %(project)s: "
+               "limit %(limit)s, in use %(in_use)s, requested %(requested)s")
+
+
+class ClaimFailed(RescheduleableError):
+    msg_fmt = "cannot claim resources on host %(host)s: %(reason)s"
+
+
+class UnexpectedTaskState(VmflowError):
+    msg_fmt = ("instance %(uuid)s has task_state %(actual)r, expected "
+               "%(expected)s")
+
+
+class DomainNotRunningYet(RescheduleableError):
+    """The poll's expected "not yet": its retry controller polls again."""
+
+    msg_fmt = "domain %(ident)s on host %(host)s is %(state)s, not running yet"
+
+
+class DomainStartTimeout(RescheduleableError):
+    msg_fmt = ("domain %(ident)s on host %(host)s is %(state)s, not running, "
+               "after %(seconds)s s")
+
+
+class InjectedFault(RescheduleableError):
+    """Raised by the test hooks of vmflow.tasks.hooks (VMFLOW_FAIL_AT...)."""
+
+    msg_fmt = "injected fault in %(task)s %(phase)s"
+
+
+class InstanceBusy(VmflowError):
+    """Another operation holds the instance's lock (one at a time)."""
+
+    msg_fmt = ("instance %(instance)s is busy: %(action)s is running "
+               "(job %(job)s, request %(request_id)s); try again when it "
+               "has finished")
+
+
+class OperationTimeout(VmflowError):
+    msg_fmt = ("job %(job)s did not end within %(seconds)s s (running: "
+               "%(steps)s); it goes on: see 'vmflow job show %(job)s'")

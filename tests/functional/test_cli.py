@@ -192,6 +192,12 @@ def test_in_use_flavor_and_image_cannot_be_deleted(populated, tmp_path):
             "image_id, vcpus, memory_mb, disk_gb, vm_state, power_state, "
             "created_at) VALUES ('u1', 'vm1', 'demo', 1, 1, 1, 128, 1, "
             "'active', 'running', '2026-01-01')")
+        # Quota usage is the sum of the project's holds: a live instance
+        # holds one (committed once its build finished).
+        db.execute(
+            "INSERT INTO quota_holds (consumer_uuid, project, instances, "
+            "cores, ram, state, created_at) VALUES ('u1', 'demo', 1, 1, 128, "
+            "'committed', '2026-01-01')")
     for kind, name in (("flavor", "tiny"), ("image", "cirros")):
         result = populated(kind, "delete", name, check=False)
         assert result.returncode == 1

@@ -1,1 +1,15 @@
 """One module per operation, each exposing an unloaded-flow factory."""
+from taskflow import flow as tf_flow
+
+
+def iter_tasks(flow):
+    """The flow's tasks in order, nested flows included (not retries).
+
+    Tests enumerate the steps to fault or crash from this, never from a
+    hand-written list.
+    """
+    for node, _meta in flow.iter_nodes():
+        if isinstance(node, tf_flow.Flow):
+            yield from iter_tasks(node)
+        else:
+            yield node

@@ -14,10 +14,16 @@ HOST_CANDIDATES = "host_candidates"
 HOST_NAME = "host_name"
 DISK_PATHS = "disk_paths"
 DOMAIN_XML = "domain_xml"
+WAIT_DEADLINE = "wait_deadline"
+POWER_STATE = "power_state"
+INSTANCE_HOSTS = "instance_hosts"
 
 # Flow names (also the instance action names).
 BUILD_FLOW = "build"
 DELETE_FLOW = "delete"
+# Inner flows of build: one try on one host, and the wait for running.
+BUILD_ON_HOST_FLOW = "build-on-host"
+WAIT_RUNNING_FLOW = "wait-for-running"
 
 # Dotted factory names, re-imported by runners to resume a flow.
 BUILD_FLOW_FACTORY = "vmflow.flows.build.get_build_flow"

@@ -3,7 +3,6 @@ import sqlalchemy
 
 from vmflow import conf as vmflow_conf
 from vmflow import exception, validation
-from vmflow.inventory import LIVE_INSTANCE
 from vmflow.persistence import models
 
 RESOURCES = ("instances", "cores", "ram")
@@ -24,15 +23,15 @@ def get_limits(session, project, conf=vmflow_conf.CONF):
 
 
 def get_usage(session, project):
-    instance = models.Instance
-    count, cores, ram = session.execute(
-        sqlalchemy.select(sqlalchemy.func.count(instance.id),
-                          sqlalchemy.func.coalesce(
-                              sqlalchemy.func.sum(instance.vcpus), 0),
-                          sqlalchemy.func.coalesce(
-                              sqlalchemy.func.sum(instance.memory_mb), 0))
-        .where(instance.project == project, LIVE_INSTANCE)).one()
-    return {"instances": count, "cores": int(cores), "ram": int(ram)}
+    """What the project's quota holds add up to (reserved and committed):
+    a build counts from the moment its quota is reserved."""
+    hold = models.QuotaHold
+    sums = session.execute(
+        sqlalchemy.select(*(sqlalchemy.func.coalesce(
+            sqlalchemy.func.sum(getattr(hold, resource)), 0)
+            for resource in RESOURCES))
+        .where(hold.project == project)).one()
+    return {resource: int(value) for resource, value in zip(RESOURCES, sums)}
 
 
 def set_limits(session, project, limits):

@@ -46,3 +46,12 @@ class DiskFilter(_CapacityFilter):
 def default_filters(conf=vmflow_conf.CONF):
     return [EnabledFilter(), RamFilter(conf), CoreFilter(conf),
             DiskFilter(conf)]
+
+
+def reject_reason(host, request, conf=vmflow_conf.CONF):
+    """Why the first failing default filter rejects ``host``, or None."""
+    for host_filter in default_filters(conf):
+        reason = host_filter.reject_reason(host, request)
+        if reason:
+            return reason
+    return None

@@ -24,8 +24,9 @@ class HostState:
         return int(total * ratio) - getattr(self, "used_" + resource)
 
 
-def load_host_states(session):
-    """Every host with the sum of its current allocations."""
+def load_host_states(session, names=None):
+    """Every host (or those in ``names``) with the sum of its current
+    allocations."""
     alloc = models.Allocation
     usage = (sqlalchemy.select(
         alloc.host_id,
@@ -33,11 +34,13 @@ def load_host_states(session):
         sqlalchemy.func.sum(alloc.memory_mb).label("memory_mb"),
         sqlalchemy.func.sum(alloc.disk_gb).label("disk_gb"))
         .group_by(alloc.host_id).subquery())
-    rows = session.execute(
-        sqlalchemy.select(models.Host, usage.c.vcpus, usage.c.memory_mb,
-                          usage.c.disk_gb)
-        .outerjoin(usage, usage.c.host_id == models.Host.id)
-        .order_by(models.Host.name))
+    query = (sqlalchemy.select(models.Host, usage.c.vcpus, usage.c.memory_mb,
+                               usage.c.disk_gb)
+             .outerjoin(usage, usage.c.host_id == models.Host.id)
+             .order_by(models.Host.name))
+    if names is not None:
+        query = query.where(models.Host.name.in_(list(names)))
+    rows = session.execute(query)
     return [HostState(name=host.name, enabled=host.enabled,
                       disabled_reason=host.disabled_reason,
                       vcpus=host.vcpus, memory_mb=host.memory_mb,

@@ -37,9 +37,7 @@ def select_destinations(session, request, conf=vmflow_conf.CONF):
     for host in candidates:
         if host.name in ignored:
             continue
-        reason = next((why for why in (
-            host_filter.reject_reason(host, request)
-            for host_filter in filters.default_filters(conf)) if why), None)
+        reason = filters.reject_reason(host, request, conf)
         if reason:
             reasons[host.name] = reason
         else:

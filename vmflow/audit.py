@@ -1,0 +1,260 @@
+"""``vmflow audit``: check DESIGN.md's five invariants.
+
+Against the database, every host's hypervisor and every instances path:
+
+1. ``claims``: the claims on each host are exactly those of the instances
+   placed there (and of migrations in flight), with their resources.
+2. ``quota``: the quota holds are exactly those of the live instances.
+3. ``domains``: vmflow's domains on each hypervisor belong to live
+   instances on that host, and each such instance has its domain.
+4. ``disks``: the directories under each instances path belong to live
+   instances on that host, and each such instance has its directory.
+5. ``task_states``: no instance keeps a task_state once its job ended.
+
+Accounting rules (what the build and delete flows leave behind):
+
+* an instance with a host that is not deleted (active, stopped, paused,
+  suspended, resized, ...) holds a claim on its host, a committed quota
+  hold, a domain and a disk directory there;
+* an instance in ERROR with a host (an operation failed after it was
+  placed, e.g. a delete that stopped halfway) may hold any of them: a
+  delete removes what is left;
+* an instance without a host (a build that failed or never ran) and a
+  deleted instance hold nothing;
+* an instance with a live lock is in progress and is skipped: what it
+  holds is changing. A lock is live while its job's row is unclaimed or
+  claimed, or when there is no job row (a job board outside the database,
+  such as Redis, keeps none).
+"""
+import dataclasses
+
+import sqlalchemy
+
+from vmflow import exception, instances
+from vmflow.drivers.libvirt import driver as libvirt_driver
+from vmflow.inventory import as_dict, hosts
+from vmflow.persistence import api, models
+from vmflow.resources import claims, quota
+
+# TaskFlow's job states while a job is on the board (not ended).
+ACTIVE_JOB_STATES = ("UNCLAIMED", "CLAIMED")
+FINISHED_MIGRATIONS = ("confirmed", "reverted", "error", "failed", "done",
+                       "completed")
+REQUIRED, OPTIONAL, NOTHING = "required", "optional", "nothing"
+
+
+def holding(instance):
+    """What an instance holds on its host: REQUIRED, OPTIONAL or NOTHING."""
+    if instance["vm_state"] == instances.DELETED or not instance["host"]:
+        return NOTHING
+    if instance["vm_state"] == instances.ERROR:
+        return OPTIONAL
+    return REQUIRED
+
+
+@dataclasses.dataclass
+class Snapshot:
+    instances: dict
+    busy: set
+    holds: list
+    allocations: list
+    hosts: list
+    migrations: dict  # consumer uuid (migration or instance) -> host names
+
+    def may_hold(self, uuid, host_name):
+        instance = self.instances.get(uuid)
+        if host_name in self.migrations.get(uuid, ()):
+            return True
+        return (instance is not None and holding(instance) != NOTHING
+                and instance["host"] == host_name)
+
+    def required(self, host_name=None):
+        """Uuids of idle instances that must hold (on ``host_name``)."""
+        return {uuid for uuid, instance in self.instances.items()
+                if uuid not in self.busy and holding(instance) == REQUIRED
+                and host_name in (None, instance["host"])}
+
+
+def load_snapshot(session):
+    rows = session.scalars(sqlalchemy.select(models.Instance))
+    lock, job = models.InstanceLock, models.Job
+    busy = session.scalars(
+        sqlalchemy.select(lock.instance_uuid)
+        .outerjoin(job, job.uuid == lock.job_uuid)
+        .where(sqlalchemy.or_(job.state.is_(None),
+                              job.state.in_(ACTIVE_JOB_STATES))))
+    allocations = session.execute(
+        sqlalchemy.select(models.Allocation, models.Host.name)
+        .join(models.Host, models.Host.id == models.Allocation.host_id))
+    return Snapshot(
+        instances={row.uuid: as_dict(row, instances.COLUMNS)
+                   for row in rows},
+        busy=set(busy),
+        holds=[as_dict(hold, quota.COLUMNS) for hold in
+               session.scalars(sqlalchemy.select(models.QuotaHold))],
+        allocations=[dict(as_dict(row, ("consumer_uuid",)
+                                  + claims.RESOURCES), host=host)
+                     for row, host in allocations],
+        hosts=hosts.list_hosts(session),
+        migrations=_migrations_in_flight(session))
+
+
+def _migrations_in_flight(session):
+    places = {}
+    for migration in session.scalars(sqlalchemy.select(models.Migration).where(
+            models.Migration.status.not_in(FINISHED_MIGRATIONS))):
+        names = {migration.source_host, migration.dest_host} - {None}
+        places.setdefault(migration.uuid, set()).update(names)
+        places.setdefault(migration.instance_uuid, set()).update(names)
+    return places
+
+
+# -- 1. claims ---------------------------------------------------------------
+
+
+def check_claims(snap):
+    problems, claimed = [], set()
+    for alloc in snap.allocations:
+        consumer, host = alloc["consumer_uuid"], alloc["host"]
+        claimed.add((consumer, host))
+        if consumer in snap.busy or consumer in snap.migrations:
+            continue
+        if not snap.may_hold(consumer, host):
+            problems.append(f"claim of {consumer} on host {host} has no "
+                            "owner placed there "
+                            f"({_describe(snap, consumer)})")
+            continue
+        wanted = claims.instance_resources(snap.instances[consumer])
+        got = {resource: alloc[resource] for resource in claims.RESOURCES}
+        if got != wanted:
+            problems.append(f"claim of {consumer} on host {host} is {got}, "
+                            f"the instance holds {wanted}")
+    for uuid in snap.required():
+        host = snap.instances[uuid]["host"]
+        if (uuid, host) not in claimed:
+            problems.append(f"instance {uuid} on host {host} has no claim")
+    return problems
+
+
+# -- 2. quota ----------------------------------------------------------------
+
+
+def check_quota(snap):
+    problems, held = [], set()
+    for hold in snap.holds:
+        consumer = hold["consumer_uuid"]
+        held.add(consumer)
+        instance = snap.instances.get(consumer)
+        if consumer in snap.busy or consumer in snap.migrations:
+            continue
+        if instance is None or holding(instance) == NOTHING:
+            problems.append(f"quota hold of {consumer} (project "
+                            f"{hold['project']}) has no live owner "
+                            f"({_describe(snap, consumer)})")
+            continue
+        problems.extend(_hold_problems(hold, instance))
+    for uuid in snap.required() - held:
+        problems.append(f"instance {uuid} (project "
+                        f"{snap.instances[uuid]['project']}) holds no quota")
+    return problems
+
+
+def _hold_problems(hold, instance):
+    wanted = dict(quota.instance_resources(instance),
+                  project=instance["project"])
+    got = {key: hold[key] for key in wanted}
+    problems = []
+    if got != wanted:
+        problems.append(f"quota hold of {instance['uuid']} is {got}, the "
+                        f"instance holds {wanted}")
+    if holding(instance) == REQUIRED and hold["state"] != quota.COMMITTED:
+        problems.append(f"quota hold of {instance['uuid']} is "
+                        f"{hold['state']}, expected {quota.COMMITTED}")
+    return problems
+
+
+# -- 3. and 4. domains and disks ----------------------------------------------
+
+
+def domain_owners(driver):
+    """``[(domain name, instance uuid)]`` of the domains that are vmflow's:
+    with vmflow metadata or named with the driver's prefix."""
+    owners = []
+    for domain in driver.list_domains():
+        owner = domain.get("instance_uuid")
+        if owner is None and domain["name"].startswith(
+                driver.domain_name_prefix):
+            owner = domain["name"][len(driver.domain_name_prefix):]
+        if owner is not None:
+            owners.append((domain["name"], owner))
+    return owners
+
+
+def disk_owners(driver):
+    return [(name, name) for name in driver.list_instance_dirs()]
+
+
+def check_on_hosts(snap, what, list_owners):
+    """Every ``what`` found on a host belongs to an instance that may hold
+    it there; every instance that must hold one there has it."""
+    problems = []
+    for host in snap.hosts:
+        name = host["name"]
+        try:
+            owners = list_owners(libvirt_driver.LibvirtDriver(host))
+        except exception.VmflowError as error:
+            problems.append(f"host {name}: cannot list {what}s: {error}")
+            continue
+        found = set()
+        for label, owner in owners:
+            found.add(owner)
+            if owner not in snap.busy and not snap.may_hold(owner, name):
+                problems.append(f"{what} {label} on host {name} belongs to "
+                                f"no live instance there "
+                                f"({_describe(snap, owner)})")
+        for uuid in snap.required(name) - found:
+            problems.append(f"instance {uuid} has no {what} on host {name}")
+    return problems
+
+
+# -- 5. task states -----------------------------------------------------------
+
+
+def check_task_states(snap):
+    return [f"instance {uuid} has task_state {instance['task_state']!r} "
+            f"but no running job"
+            for uuid, instance in snap.instances.items()
+            if instance["task_state"] is not None and uuid not in snap.busy]
+
+
+def _describe(snap, uuid):
+    instance = snap.instances.get(uuid)
+    if instance is None:
+        return "no such instance"
+    return (f"instance {instance['name']} is {instance['vm_state']} on "
+            f"host {instance['host'] or '(none)'}")
+
+
+def run_audit(engine=None):
+    """Check the five invariants; ``engine`` is an SQLAlchemy engine or a
+    session factory (a callable returning a session context manager).
+
+    Returns ``{"ok": bool, "checks": {name: {"ok", "problems"}}}``.
+    """
+    if engine is None or isinstance(engine, sqlalchemy.engine.Engine):
+        session_scope = lambda: api.session_scope(engine)  # noqa: E731
+    else:
+        session_scope = engine
+    with session_scope() as session:
+        snap = load_snapshot(session)
+    results = {
+        "claims": check_claims(snap),
+        "quota": check_quota(snap),
+        "domains": check_on_hosts(snap, "domain", domain_owners),
+        "disks": check_on_hosts(snap, "disk directory", disk_owners),
+        "task_states": check_task_states(snap),
+    }
+    checks = {name: {"ok": not problems, "problems": problems}
+              for name, problems in results.items()}
+    return {"ok": all(check["ok"] for check in checks.values()),
+            "checks": checks}

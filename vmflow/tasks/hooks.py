@@ -1,0 +1,57 @@
+"""Test hooks every task runs through (see :class:`base.VmflowTask`).
+
+Both read the environment at each call, so a test sets them for its own
+process (``monkeypatch.setenv``) or for a ``vmflow-engine`` it starts.
+Unset, they do nothing.
+
+``VMFLOW_CRASH_AT=<task name>:<point>[,...]``
+    The process kills itself with SIGKILL at ``<point>`` of that task:
+    ``before-execute`` (nothing done yet), ``after-execute`` (the work is
+    done, TaskFlow has not saved the result) or ``during-revert`` (the
+    revert did its work, TaskFlow has not recorded it: the revert runs
+    again on resume).
+``VMFLOW_CRASH_MARKER=<path>``
+    Optional: crash only if ``<path>`` does not exist, and create it
+    first, so a runner restarted with the same environment goes on.
+``VMFLOW_FAIL_AT=<task name>[@<host name>][,...]``
+    The task's execute raises :class:`~vmflow.exception.InjectedFault` (a
+    RescheduleableError) before doing anything; with ``@<host name>`` only
+    when its ``host_name`` argument is that host.
+``VMFLOW_FAIL_REVERT_AT=<task name>[@<host name>][,...]``
+    The same for revert: it raises before cleaning up, as a revert whose
+    cleanup fails does, so the flow ends REVERT_FAILURE with a real leak.
+"""
+import os
+import signal
+
+from vmflow import exception
+
+CRASH_AT = "VMFLOW_CRASH_AT"
+CRASH_MARKER = "VMFLOW_CRASH_MARKER"
+FAIL_AT = "VMFLOW_FAIL_AT"
+FAIL_REVERT_AT = "VMFLOW_FAIL_REVERT_AT"
+CRASH_POINTS = ("before-execute", "after-execute", "during-revert")
+
+
+def _entries(variable):
+    return [entry.strip() for entry in os.environ.get(variable, "").split(",")
+            if entry.strip()]
+
+
+def crash_point(task_name, point):
+    if f"{task_name}:{point}" not in _entries(CRASH_AT):
+        return
+    marker = os.environ.get(CRASH_MARKER)
+    if marker:
+        if os.path.exists(marker):
+            return
+        with open(marker, "w") as handle:
+            handle.write(f"{task_name}:{point}\n")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def inject_fault(variable, task_name, phase, host_name=None):
+    for entry in _entries(variable):
+        name, _, host = entry.partition("@")
+        if name == task_name and (not host or host == host_name):
+            raise exception.InjectedFault(task=task_name, phase=phase)

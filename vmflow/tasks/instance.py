@@ -1,0 +1,141 @@
+"""Tasks that write the instance's own row: its states and faults."""
+from vmflow import instances
+from vmflow.flows import constants
+from vmflow.inventory import servers
+from vmflow.persistence import api, models
+from vmflow.resources import claims
+from vmflow.tasks import base
+
+
+class MarkInstanceErrorOnRevert(base.VmflowTask):
+    """Revert-only sentinel: the first task of every flow.
+
+    ``task_states`` are the task_states the flow may leave the instance in
+    (:data:`vmflow.instances.ANY` for delete, which starts from any).
+
+    Reversion strategy: put the instance in ERROR, clear its task_state and
+    record a fault naming the step that failed last and its message. Unlike
+    other tasks it acts even when its own execute failed: it is the flow's
+    failure handler, not an undo. Safe twice: an instance already in ERROR
+    without task_state is left alone, and the same fault is not recorded
+    twice.
+    """
+
+    def __init__(self, task_states, **kwargs):
+        super().__init__(**kwargs)
+        self.task_states = task_states
+
+    def execute(self, instance_uuid):
+        return None
+
+    def revert(self, result, instance_uuid, flow_failures=None, **kwargs):
+        step, failure = base.latest_failure(flow_failures)
+        message = instances.fault_message(
+            f"{step} failed: {failure.exception_str}" if failure
+            else "the operation failed")
+        with api.session_scope() as session:
+            instance = instances.get_instance(session, instance_uuid)
+            if instance["vm_state"] == instances.DELETED:
+                return
+            if (instance["vm_state"], instance["task_state"]) != (
+                    instances.ERROR, None):
+                instances.update_instance(session, instance_uuid,
+                                          self.task_states,
+                                          vm_state=instances.ERROR,
+                                          task_state=None)
+            if servers.latest_fault(session, instance_uuid) != message:
+                instances.record_fault(
+                    session, instance_uuid, message,
+                    details=failure.traceback_str if failure else None,
+                    host=instance["host"])
+
+
+class MarkInstanceActive(base.VmflowTask):
+    """The build's last step: vm_state ACTIVE on ``host_name``.
+
+    Reversion strategy: put the instance back to building/scheduling with
+    no host, if it is still the ACTIVE instance this task made.
+    """
+
+    def execute(self, instance_uuid, host_name, power_state):
+        with api.session_scope() as session:
+            instance = instances.get_instance(session, instance_uuid)
+            if (instance["vm_state"], instance["task_state"],
+                    instance["host"]) == (instances.ACTIVE, None, host_name):
+                return instance
+            return instances.update_instance(
+                session, instance_uuid, (instances.SCHEDULING,),
+                vm_state=instances.ACTIVE, task_state=None,
+                power_state=power_state, host=host_name,
+                launched_at=models.utcnow())
+
+    def revert(self, result, instance_uuid, host_name, **kwargs):
+        if base.failed(result):
+            return
+        with api.session_scope() as session:
+            instance = instances.get_instance(session, instance_uuid)
+            if (instance["vm_state"], instance["task_state"],
+                    instance["host"]) != (instances.ACTIVE, None, host_name):
+                return
+            instances.update_instance(
+                session, instance_uuid, (None,), vm_state=instances.BUILDING,
+                task_state=instances.SCHEDULING, power_state="nostate",
+                host=None, launched_at=None)
+
+
+class MarkInstanceDeleting(base.VmflowTask):
+    """Delete's first step: task_state ``deleting`` (from any task_state,
+    so an instance whose build never finished can be deleted too).
+
+    Reversion strategy: none here; the sentinel puts the instance in ERROR
+    and clears task_state, and running delete again finishes it.
+    """
+
+    def execute(self, instance_uuid):
+        with api.session_scope() as session:
+            instance = instances.get_instance(session, instance_uuid)
+            if (instance["vm_state"] == instances.DELETED
+                    or instance["task_state"] == instances.DELETING):
+                return instance
+            return instances.update_instance(
+                session, instance_uuid, instances.ANY,
+                task_state=instances.DELETING)
+
+
+class FindInstanceHosts(base.VmflowTask):
+    """Hosts delete must clean: the instance's host and every host where
+    it still holds a claim (a failed build leaves no host but may have
+    leaked there; claims are the first thing a build takes on a host and
+    the last it gives back).
+
+    Reversion strategy: nothing to undo (it only reads).
+    """
+
+    default_provides = constants.INSTANCE_HOSTS
+
+    def execute(self, instance_uuid):
+        with api.session_scope() as session:
+            instance = instances.get_instance(session, instance_uuid)
+            names = set(claims.claim_hosts(session, instance_uuid))
+        if instance["host"]:
+            names.add(instance["host"])
+        return sorted(names)
+
+
+class MarkInstanceDeleted(base.VmflowTask):
+    """Delete's last step: vm_state DELETED, task_state cleared.
+
+    Reversion strategy: none; if it fails the sentinel puts the instance in
+    ERROR, and delete runs again.
+    """
+
+    def execute(self, instance_uuid):
+        with api.session_scope() as session:
+            instance = instances.get_instance(session, instance_uuid)
+            if instance["vm_state"] == instances.DELETED:
+                return instance
+            now = models.utcnow()
+            return instances.update_instance(
+                session, instance_uuid, (instances.DELETING,),
+                vm_state=instances.DELETED, task_state=None,
+                power_state="nostate", deleted_at=now, terminated_at=now)
