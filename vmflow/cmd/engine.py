@@ -1,12 +1,20 @@
 """``vmflow-engine``: the runner service.
 
-This first version performs the runner's start-up checks -- configuration
-loads, the database schema is current, every enabled host's hypervisor
-answers -- and reports them. Claiming and running jobs is added with the
-job board (issue 3).
+It first checks what a runner needs -- the configuration loads, the
+database schema is current, every enabled host's hypervisor answers, the
+job board is reachable -- and exits 1 listing the problems if any. Then it
+claims jobs from the job board and runs them (:class:`vmflow.engine.runner.
+Runner`) until SIGTERM or SIGINT: it stops claiming, lets the running steps
+finish (their engines suspend), abandons those jobs for another runner and
+exits 0.
+
+``--check`` only runs the checks. ``--max-jobs N`` exits after N jobs,
+``--once`` when nothing is left to claim (tests, one-shot use).
 """
 import argparse
 import logging
+import signal
+import socket
 import sys
 
 from vmflow import conf as vmflow_conf
@@ -20,13 +28,24 @@ LOG = logging.getLogger("vmflow.engine")
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="vmflow-engine",
-        description="vmflow runner service (start-up checks).")
+        description="vmflow runner service: claims jobs from the job board "
+                    "and runs their flows.")
     parser.add_argument("--config-file", action="append",
                         dest="config_files", metavar="PATH")
+    parser.add_argument("--name", default=socket.gethostname(),
+                        help="Runner name (claims are owned by "
+                             "NAME@HOST:PID); default: the host name.")
+    parser.add_argument("--check", action="store_true",
+                        help="Run the start-up checks only.")
+    parser.add_argument("--max-jobs", type=int, metavar="N",
+                        help="Exit after N jobs have run.")
+    parser.add_argument("--once", action="store_true",
+                        help="Exit when no job is left to claim.")
+    parser.add_argument("--debug", action="store_true")
     return parser
 
 
-def preflight():
+def preflight(conf=vmflow_conf.CONF):
     """Return a list of problems that would stop a runner from working."""
     problems = []
     try:
@@ -43,18 +62,52 @@ def preflight():
                      host["uri"])
         except exception.VmflowError as error:
             problems.append(f"host {host['name']}: {error}")
+    problem = _check_jobboard(conf)
+    if problem:
+        problems.append(problem)
     return problems
+
+
+def _check_jobboard(conf):
+    from taskflow import exceptions as tf_exc
+
+    from vmflow.engine import jobboard
+    try:
+        board = jobboard.get_jobboard(conf)
+    except (tf_exc.TaskFlowException, exception.VmflowError) as error:
+        return f"job board ({conf.jobboard.backend}): {error}"
+    board.close()
+    return None
+
+
+def install_signal_handlers(runner):
+    def _stop(signum, _frame):
+        LOG.info("Received %s: finishing the current steps, abandoning "
+                 "the jobs for another runner", signal.Signals(signum).name)
+        runner.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
+                        format="%(asctime)s %(process)d %(levelname)s "
+                               "%(name)s: %(message)s")
     vmflow_conf.parse(config_files=args.config_files)
     problems = preflight()
     for problem in problems:
         LOG.error("%s", problem)
-    return 1 if problems else 0
+    if problems or args.check:
+        return 1 if problems else 0
+    from vmflow.engine import runner as engine_runner
+
+    runner = engine_runner.Runner(args.name, max_jobs=args.max_jobs,
+                                  drain=args.once)
+    install_signal_handlers(runner)
+    runner.run()
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,144 @@
+"""Helpers of the engine tests: private server databases, instance rows,
+runner processes."""
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import sqlalchemy
+
+from tests.conftest import REPO_ROOT, write_config
+from vmflow.engine import persistence as engine_persistence
+from vmflow.persistence import api, migration, models
+
+SERVER_URLS = {
+    "postgresql": "postgresql+psycopg2://postgres@127.0.0.1:5432/{db}",
+    "mariadb": "mysql+pymysql://root@127.0.0.1:3306/{db}",
+}
+ADMIN_DB = {"postgresql": "postgres", "mariadb": "mysql"}
+DROP = {"postgresql": "DROP DATABASE {db} WITH (FORCE)",
+        "mariadb": "DROP DATABASE {db}"}
+ENGINE_BIN = os.path.join(os.path.dirname(sys.executable), "vmflow-engine")
+
+
+@contextlib.contextmanager
+def private_database(kind, folder):
+    """The URL of a new database at the current schema; dropped after."""
+    if kind == "sqlite":
+        url = f"sqlite:///{folder}/engine-tests.sqlite"
+        _sync(url)
+        yield url
+        return
+    name = "vmflow_engine_" + uuid.uuid4().hex[:12]
+    admin = sqlalchemy.create_engine(
+        SERVER_URLS[kind].format(db=ADMIN_DB[kind]),
+        isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    url = SERVER_URLS[kind].format(db=name)
+    try:
+        _sync(url)
+        yield url
+    finally:
+        api.dispose_engines()
+        engine_persistence.forget_persistence()
+        with admin.connect() as connection:
+            connection.exec_driver_sql(DROP[kind].format(db=name))
+        admin.dispose()
+
+
+def _sync(url):
+    engine = api.create_engine(url)
+    try:
+        migration.db_sync(engine)
+    finally:
+        engine.dispose()
+
+
+def writer(engine):
+    """A session whose transaction takes SQLite's write lock up front (a
+    deferred one that reads first fails at once when a runner wrote)."""
+    return api.session_scope(engine.execution_options(
+        sqlite_begin="IMMEDIATE"))
+
+
+def add_instance(engine, name=None):
+    """An instance row (with its flavor and image); returns its uuid."""
+    name = name or "vm-" + uuid.uuid4().hex[:8]
+    with writer(engine) as session:
+        flavor = _get_or_add(session, models.Flavor, "engine-test", vcpus=1,
+                             ram_mb=64, disk_gb=1)
+        image = _get_or_add(session, models.Image, "engine-test",
+                            file="/nonexistent", disk_format="qcow2",
+                            size_bytes=1, virtual_size_bytes=1)
+        instance = models.Instance(
+            name=name, project="engine-tests", flavor_id=flavor.id,
+            image_id=image.id, vcpus=1, memory_mb=64, disk_gb=1,
+            vm_state="building", task_state="scheduling")
+        session.add(instance)
+        session.flush()
+        return instance.uuid
+
+
+def _get_or_add(session, model, name, **values):
+    row = session.scalar(sqlalchemy.select(model).where(model.name == name))
+    if row is None:
+        row = model(name=name, **values)
+        session.add(row)
+        session.flush()
+    return row
+
+
+def rows(engine, model, **where):
+    table = model.__table__
+    query = sqlalchemy.select(table).where(
+        *[table.c[key] == value for key, value in where.items()])
+    with engine.connect() as connection:
+        return connection.execute(query.order_by(*table.primary_key)).all()
+
+
+def runner_config(path, state_path, url, namespace, expiry=5,
+                  max_workers=4):
+    return write_config(path, {
+        "DEFAULT": {"state_path": state_path},
+        "database": {"connection": url},
+        "jobboard": {"namespace": namespace,
+                     "claim_expiry_seconds": expiry},
+        "engine": {"max_workers": max_workers}})
+
+
+def start_runner(config_file, *args, name="test-runner", log_path=None,
+                 env=None):
+    """A ``vmflow-engine`` process; its output goes to ``log_path``."""
+    environment = dict(os.environ, PYTHONPATH=REPO_ROOT, **(env or {}))
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    try:
+        return subprocess.Popen(
+            [ENGINE_BIN, "--config-file", config_file, "--name", name,
+             *args], stdout=log, stderr=subprocess.STDOUT, env=environment,
+            cwd=REPO_ROOT)
+    finally:
+        if log_path:
+            log.close()
+
+
+def wait_until(predicate, timeout, what, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for "
+                                 f"{what}")
+        time.sleep(interval)
+
+
+def stop_process(process, sig=signal.SIGTERM, timeout=30):
+    """Send ``sig`` (unless it exited) and return its exit status."""
+    if process.poll() is None:
+        process.send_signal(sig)
+    return process.wait(timeout=timeout)

@@ -1,0 +1,117 @@
+"""Tiny flows for the engine tests, importable by dotted name so a runner
+process can re-create them (``tests.functional.engine.sample_flows.*``).
+
+Every task appends ``<phase>:<task name>`` to the file ``trace_file`` (from
+the store), so a test can count how often each step ran, also across
+runner processes. ``WaitForGate`` blocks until the file ``gate_file``
+exists: a test kills or stops a runner while it waits.
+"""
+import os
+import time
+
+from taskflow import task
+from taskflow.patterns import linear_flow
+
+TRACE_FILE = "trace_file"
+GATE_FILE = "gate_file"
+SAMPLE_ACTION = "sample"
+GATE_POLL_SECONDS = 0.02
+SLEEP_SECONDS = 0.2
+
+
+def record(trace_file, line):
+    with open(trace_file, "a") as handle:
+        handle.write(line + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_trace(trace_file):
+    if not os.path.exists(trace_file):
+        return []
+    with open(trace_file) as handle:
+        return handle.read().split()
+
+
+class RecordStep(task.Task):
+    """Reversion strategy: records the revert."""
+
+    def execute(self, trace_file):
+        record(trace_file, f"execute:{self.name}")
+        return self.name
+
+    def revert(self, trace_file, **kwargs):
+        record(trace_file, f"revert:{self.name}")
+
+
+class WaitForGate(RecordStep):
+    """Records that it started, then waits for the gate file."""
+
+    def execute(self, trace_file, gate_file):
+        record(trace_file, f"execute:{self.name}")
+        while not os.path.exists(gate_file):
+            time.sleep(GATE_POLL_SECONDS)
+        record(trace_file, f"passed:{self.name}")
+        return self.name
+
+
+class FailStep(RecordStep):
+    def execute(self, trace_file):
+        record(trace_file, f"execute:{self.name}")
+        raise RuntimeError(f"{self.name} fails on purpose")
+
+
+class FailRevertStep(RecordStep):
+    def revert(self, trace_file, **kwargs):
+        record(trace_file, f"revert:{self.name}")
+        raise RuntimeError(f"{self.name} revert fails on purpose")
+
+
+class HostStep(RecordStep):
+    def execute(self, trace_file, host_name):
+        record(trace_file, f"execute:{self.name}@{host_name}")
+
+
+class SleepStep(RecordStep):
+    """Takes a little time, so concurrent runners overlap."""
+
+    def execute(self, trace_file):
+        record(trace_file, f"execute:{self.name}")
+        time.sleep(SLEEP_SECONDS)
+
+
+def get_quick_flow():
+    return linear_flow.Flow("quick").add(
+        RecordStep("first"), RecordStep("second"))
+
+
+def get_gated_flow():
+    return linear_flow.Flow("gated").add(
+        RecordStep("first"), WaitForGate("wait"), RecordStep("last"))
+
+
+def get_failing_flow():
+    return linear_flow.Flow("failing").add(
+        RecordStep("first"), FailStep("boom"), RecordStep("never"))
+
+
+def get_revert_failing_flow():
+    return linear_flow.Flow("revert-failing").add(
+        FailRevertStep("stuck"), FailStep("boom"))
+
+
+def get_host_flow():
+    return linear_flow.Flow("on-host").add(HostStep("on_host"))
+
+
+def get_slow_flow():
+    return linear_flow.Flow("slow").add(
+        RecordStep("first"), SleepStep("sleep"), RecordStep("last"))
+
+
+QUICK = __name__ + ".get_quick_flow"
+GATED = __name__ + ".get_gated_flow"
+FAILING = __name__ + ".get_failing_flow"
+REVERT_FAILING = __name__ + ".get_revert_failing_flow"
+ON_HOST = __name__ + ".get_host_flow"
+SLOW = __name__ + ".get_slow_flow"

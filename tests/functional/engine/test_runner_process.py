@@ -1,0 +1,121 @@
+"""Real ``vmflow-engine`` processes: killed with SIGKILL mid-flow and
+restarted, stopped with SIGTERM and replaced."""
+import collections
+import signal
+import subprocess
+
+import pytest
+
+from tests.functional.engine import helpers, sample_flows
+from vmflow.engine import actions, operations, posting
+from vmflow.persistence import models
+
+CLAIM_EXPIRY = 5
+RUNNER_TIMEOUT = 60
+
+
+@pytest.fixture
+def gated_job(conf, db, tmp_path, trace_file):
+    """A posted gated flow, and a function starting runners on its board."""
+    instance = helpers.add_instance(db)
+    gate = tmp_path / "gate"
+    job_uuid = posting.post_operation(
+        sample_flows.SAMPLE_ACTION, instance, sample_flows.GATED,
+        {"trace_file": trace_file, "gate_file": str(gate)}, conf=conf)
+    config = helpers.runner_config(
+        tmp_path / "runner.conf", tmp_path / "state",
+        conf.database.connection, conf.jobboard.namespace, CLAIM_EXPIRY)
+    log_path = tmp_path / "runners.log"
+
+    def start(*args, name="runner"):
+        return helpers.start_runner(config, *args, name=name,
+                                    log_path=log_path)
+
+    def log():
+        return log_path.read_text() if log_path.exists() else ""
+
+    return Job(job_uuid, instance, gate, start, log)
+
+
+Job = collections.namedtuple("Job", "uuid instance gate start log")
+
+
+def wait_for_step(trace_file, line, runner, log):
+    def seen():
+        assert runner.poll() is None, f"runner exited early:\n{log()}"
+        return line in sample_flows.read_trace(trace_file)
+    helpers.wait_until(seen, 30, f"{line!r} in the trace")
+
+
+def finish(runner, log):
+    status = runner.wait(timeout=RUNNER_TIMEOUT)
+    assert status == 0, f"runner exited {status}:\n{log()}"
+
+
+def assert_completed_once_each(db, job, trace_file, conf):
+    status = operations.operation_status(job.uuid, conf)
+    assert status.succeeded, status
+    counts = collections.Counter(sample_flows.read_trace(trace_file))
+    assert counts["execute:first"] == 1
+    assert counts["passed:wait"] == 1
+    assert counts["execute:last"] == 1
+    assert helpers.rows(db, models.InstanceLock,
+                        instance_uuid=job.instance) == []
+    return counts
+
+
+def test_sigkill_mid_flow_then_restart_resumes_from_the_saved_step(
+        conf, db, gated_job, trace_file):
+    job = gated_job
+    first = job.start("--max-jobs", "1")
+    wait_for_step(trace_file, "execute:wait", first, job.log)
+    first.send_signal(signal.SIGKILL)
+    assert first.wait(timeout=10) == -signal.SIGKILL
+
+    row, = helpers.rows(db, models.Job, uuid=job.uuid)
+    assert row.state == "CLAIMED" and row.owner.startswith("runner@")
+    assert operations.operation_status(job.uuid, conf).running_steps == [
+        "wait"]
+    assert dict(operations.flow_steps(job.uuid, conf))["first"] == "SUCCESS"
+
+    job.gate.touch()
+    second = job.start("--max-jobs", "1")  # takes over once the claim expires
+    finish(second, job.log)
+    counts = assert_completed_once_each(db, job, trace_file, conf)
+    assert counts["execute:wait"] == 2  # RUNNING when killed: runs again
+    action_id = operations.operation_status(job.uuid, conf).action_id
+    results = [(event.event, event.result) for event in helpers.rows(
+        db, models.InstanceActionEvent, action_id=action_id)]
+    assert results == [("first", actions.EVENT_SUCCESS),
+                       ("wait", actions.EVENT_INTERRUPTED),
+                       ("wait", actions.EVENT_SUCCESS),
+                       ("last", actions.EVENT_SUCCESS)]
+
+
+def test_sigterm_abandons_the_job_and_another_runner_completes_it(
+        conf, db, gated_job, trace_file):
+    job = gated_job
+    first = job.start(name="first")
+    wait_for_step(trace_file, "execute:wait", first, job.log)
+    first.send_signal(signal.SIGTERM)
+    with pytest.raises(subprocess.TimeoutExpired):  # finishing its step
+        first.wait(timeout=0.5)
+    job.gate.touch()
+    finish(first, job.log)
+    assert "execute:last" not in sample_flows.read_trace(trace_file)
+    row, = helpers.rows(db, models.Job, uuid=job.uuid)
+    assert (row.state, row.owner) == ("UNCLAIMED", None)
+    assert not operations.operation_status(job.uuid, conf).finished
+
+    second = job.start("--once", name="second")
+    finish(second, job.log)
+    counts = assert_completed_once_each(db, job, trace_file, conf)
+    assert counts["execute:wait"] == 1
+    row, = helpers.rows(db, models.Job, uuid=job.uuid)
+    assert row.owner.startswith("second@")
+
+
+def test_check_only_reports_a_ready_runner(conf, db, gated_job):
+    runner = gated_job.start("--check")
+    assert runner.wait(timeout=RUNNER_TIMEOUT) == 0, gated_job.log()
+    assert "is claiming jobs" not in gated_job.log()

@@ -1,0 +1,62 @@
+"""The TaskFlow persistence backend on the project database."""
+import sqlalchemy
+from taskflow import engines, states
+from taskflow.persistence.backends.sqlalchemy import tables as tf_tables
+from taskflow.patterns import linear_flow
+from taskflow import task
+
+from vmflow.engine import persistence as engine_persistence
+
+
+class Add(task.Task):
+    def execute(self, x):
+        return x + 1
+
+
+def test_one_backend_per_process_and_database(conf, db_engine):
+    first = engine_persistence.get_persistence(conf)
+    assert engine_persistence.get_persistence(conf) is first
+    assert first.source_engine is db_engine
+    engine_persistence.forget_persistence()
+    assert engine_persistence.get_persistence(conf) is not first
+
+
+def test_connections_share_the_backend_tables(conf, db_engine, monkeypatch):
+    backend = engine_persistence.get_persistence(conf)
+    fetched = []
+    monkeypatch.setattr(tf_tables, "fetch",
+                        lambda metadata: fetched.append(metadata))
+    first, second = backend.get_connection(), backend.get_connection()
+    assert fetched == []
+    assert first._tables is second._tables is backend.tables
+
+
+def test_flows_persist_their_atoms(conf, db_engine):
+    backend = engine_persistence.get_persistence(conf)
+    flow = linear_flow.Flow("adds").add(Add("one", provides="y"),
+                                        Add("two", rebind={"x": "y"}))
+    engine = engines.load(flow, store={"x": 1}, backend=backend)
+    engine.run()
+    flow_uuid = engine.storage.flow_uuid
+    detail = engine_persistence.get_flow_detail(backend, flow_uuid)
+    assert detail.state == states.SUCCESS
+    results = {atom.name: atom.results for atom in detail}
+    assert (results["one"], results["two"]) == (2, 3)
+
+
+def test_sqlite_runs_in_wal_mode_with_immediate_transactions(conf,
+                                                             db_engine):
+    backend = engine_persistence.get_persistence(conf)
+    with backend.engine.connect() as connection:
+        mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
+        options = connection.get_execution_options()
+    assert mode == "wal"
+    assert options["sqlite_begin"] == "IMMEDIATE"
+
+
+def test_the_database_password_is_not_in_the_backend_conf():
+    engine = sqlalchemy.create_engine(
+        "postgresql+psycopg2://vmflow:s3cr3t@127.0.0.1:1/vmflow")
+    backend = engine_persistence.ProjectDatabaseBackend(engine)
+    assert "s3cr3t" not in repr(backend._conf)
+    assert "s3cr3t" not in repr(backend.engine)

@@ -1,0 +1,151 @@
+"""Instance actions (one per operation) and their events (one per task run).
+
+Written by the posting code (the action starts), the event listener (each
+task's events) and the runner (the action finishes when its job ends).
+"""
+import sqlalchemy
+
+from vmflow import exception
+from vmflow.persistence import api, models
+
+ACTIONS = models.InstanceAction.__table__
+EVENTS = models.InstanceActionEvent.__table__
+
+# InstanceAction.result
+SUCCESS = "success"
+ERROR = "error"
+# InstanceActionEvent.result
+EVENT_SUCCESS = "success"
+EVENT_FAILURE = "failure"
+EVENT_REVERTED = "reverted"
+EVENT_REVERT_FAILURE = "revert_failure"
+EVENT_INTERRUPTED = "interrupted"
+MESSAGE_LENGTH = 4000
+
+
+def _writer(engine):
+    return api.session_scope(engine.execution_options(
+        sqlite_begin="IMMEDIATE"))
+
+
+def start_instance_action(session, instance_uuid, action, request_id):
+    """Insert the action of an operation on ``instance_uuid``; its id."""
+    project = session.scalar(
+        sqlalchemy.select(models.Instance.project)
+        .where(models.Instance.uuid == instance_uuid))
+    if project is None:
+        raise exception.NotFound(kind="instance", name=instance_uuid)
+    result = session.execute(ACTIONS.insert().values(
+        instance_uuid=instance_uuid, action=action, request_id=request_id,
+        project=project, start_time=models.utcnow()))
+    return result.inserted_primary_key[0]
+
+
+def finish_instance_action(engine, action_id, result, message=None):
+    """Set finish time, result and message once; False if already set."""
+    with _writer(engine) as session:
+        updated = session.execute(
+            ACTIONS.update()
+            .where(ACTIONS.c.id == action_id,
+                   ACTIONS.c.finish_time.is_(None))
+            .values(finish_time=models.utcnow(), result=result,
+                    message=_clip(message)))
+        return updated.rowcount == 1
+
+
+def finish_unfinished_action(engine, instance_uuid, request_id, result,
+                             message):
+    """Finish the action a stale lock left behind (by its request id)."""
+    with _writer(engine) as session:
+        session.execute(
+            ACTIONS.update()
+            .where(ACTIONS.c.instance_uuid == instance_uuid,
+                   ACTIONS.c.request_id == request_id,
+                   ACTIONS.c.finish_time.is_(None))
+            .values(finish_time=models.utcnow(), result=result,
+                    message=_clip(message)))
+
+
+def get_action(engine, action_id):
+    with api.session_scope(engine) as session:
+        return session.execute(sqlalchemy.select(ACTIONS).where(
+            ACTIONS.c.id == action_id)).first()
+
+
+def _clip(text):
+    if text is None or len(text) <= MESSAGE_LENGTH:
+        return text
+    return text[:MESSAGE_LENGTH - 3] + "..."
+
+
+# -- events ------------------------------------------------------------------
+
+def start_event(engine, action_id, event, host=None):
+    """Open the event of one run of task ``event``; return its id.
+
+    A run of the same task still open is one a dead runner left: it is
+    closed as ``interrupted`` (the task runs again now).
+    """
+    now = models.utcnow()
+    with _writer(engine) as session:
+        session.execute(
+            EVENTS.update()
+            .where(EVENTS.c.action_id == action_id, EVENTS.c.event == event,
+                   EVENTS.c.finish_time.is_(None))
+            .values(finish_time=now, result=EVENT_INTERRUPTED))
+        result = session.execute(EVENTS.insert().values(
+            action_id=action_id, event=event, host=host, start_time=now))
+        return result.inserted_primary_key[0]
+
+
+def finish_event(engine, event_id, result, traceback=None):
+    with _writer(engine) as session:
+        session.execute(
+            EVENTS.update().where(EVENTS.c.id == event_id)
+            .values(finish_time=models.utcnow(), result=result,
+                    traceback=traceback))
+
+
+def latest_event(engine, action_id, event):
+    with api.session_scope(engine) as session:
+        return session.execute(
+            sqlalchemy.select(EVENTS)
+            .where(EVENTS.c.action_id == action_id, EVENTS.c.event == event)
+            .order_by(EVENTS.c.id.desc()).limit(1)).first()
+
+
+def mark_event_reverted(engine, action_id, event):
+    """The task's last run was undone: ``reverted`` -- unless it had
+    failed, then it keeps ``failure`` and its traceback (what the user
+    needs to see). Returns False when the task never ran (no event)."""
+    row = latest_event(engine, action_id, event)
+    if row is None:
+        return False
+    if row.result == EVENT_FAILURE:
+        return True
+    with _writer(engine) as session:
+        session.execute(EVENTS.update().where(EVENTS.c.id == row.id).values(
+            finish_time=models.utcnow(), result=EVENT_REVERTED))
+    return True
+
+
+def mark_event_revert_failed(engine, action_id, event, traceback):
+    """The task's revert failed: ``revert_failure`` plus the traceback."""
+    row = latest_event(engine, action_id, event)
+    if row is None:
+        row_id = start_event(engine, action_id, event)
+        previous = None
+    else:
+        row_id, previous = row.id, row.traceback
+    text = traceback if not previous else f"{previous}\n{traceback}"
+    finish_event(engine, row_id, EVENT_REVERT_FAILURE, text)
+
+
+def open_events(engine, action_id):
+    """Names of the tasks of ``action_id`` running now (oldest first)."""
+    with api.session_scope(engine) as session:
+        return list(session.scalars(
+            sqlalchemy.select(EVENTS.c.event)
+            .where(EVENTS.c.action_id == action_id,
+                   EVENTS.c.finish_time.is_(None))
+            .order_by(EVENTS.c.id)))

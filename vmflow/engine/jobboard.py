@@ -1,0 +1,54 @@
+"""Choosing and opening the job board ``[jobboard] backend`` names.
+
+Both boards offer TaskFlow's ``JobBoard`` API plus what the runner and the
+posting code use: ``claim_expiry``, ``extend_claim(job, who, expiry=None)``,
+``find_job(uuid)``, ``unregister_entity(entity)`` and ``alive_entities()``.
+"""
+from oslo_utils import netutils
+
+from vmflow import conf as vmflow_conf
+from vmflow import exception
+from vmflow.engine import jobboard_redis, jobboard_sql
+from vmflow.persistence import api
+
+BOARD_NAME = "vmflow"
+SQL = "sql"
+REDIS = "redis"
+
+
+def _redis_conf(conf):
+    group = conf.jobboard
+    if len(group.hosts) != 1:
+        raise exception.InvalidInput(
+            reason="[jobboard] hosts must name exactly one host:port for "
+                   f"the redis backend, not {len(group.hosts)}")
+    host, port = netutils.parse_host_port(group.hosts[0], default_port=6379)
+    board_conf = {"host": host, "port": port, "namespace": group.namespace,
+                  "claim_expiry_seconds": group.claim_expiry_seconds}
+    if group.password:
+        board_conf["password"] = group.password
+    return board_conf
+
+
+def get_jobboard(conf=vmflow_conf.CONF, persistence=None, engine=None,
+                 connect=True):
+    """The configured job board (connected unless ``connect`` is False).
+
+    ``persistence`` is the TaskFlow backend the jobs' logbooks load from;
+    ``engine`` overrides the database of the SQL board.
+    """
+    group = conf.jobboard
+    if group.backend == SQL:
+        board = jobboard_sql.SQLJobBoard(
+            BOARD_NAME, {"namespace": group.namespace,
+                         "claim_expiry_seconds": group.claim_expiry_seconds},
+            engine=engine or api.get_engine(conf), persistence=persistence)
+    elif group.backend == REDIS:
+        board = jobboard_redis.RedisJobBoard(
+            BOARD_NAME, _redis_conf(conf), persistence=persistence)
+    else:
+        raise exception.InvalidInput(
+            reason=f"unknown [jobboard] backend {group.backend!r}")
+    if connect:
+        board.connect()
+    return board

@@ -1,0 +1,189 @@
+"""Engine listeners the runner attaches to every job's engine.
+
+* :class:`ActionEventListener` writes one instance action event per run of
+  a task: opened when it starts running, finished with ``success`` or
+  ``failure`` (+ traceback), later marked ``reverted`` or
+  ``revert_failure`` (+ traceback) if the flow reverts it.
+* :class:`ClaimKeepAlive` renews the runner's claim on the job on atom
+  transitions and from a heartbeat thread, so a long task never lets the
+  claim expire; if the claim turns out lost (another runner took the job
+  over) it suspends the engine so two runners do not work the job at once.
+* :class:`ProgressListener` calls a function with (task name, state), for
+  ``--wait`` showing which step runs.
+"""
+import threading
+import time
+
+from taskflow import logging as tf_logging
+from taskflow import states
+from taskflow import task as tf_task
+from taskflow.listeners import base
+
+from vmflow.engine import actions
+
+LOG = tf_logging.getLogger(__name__)
+HOST_ARGUMENT = "host_name"
+
+
+class ActionEventListener(base.Listener):
+    """Writes the events of instance action ``action_id``."""
+
+    def __init__(self, engine, action_id, db_engine):
+        super().__init__(engine, task_listen_for=(
+            states.RUNNING, states.SUCCESS, states.FAILURE, states.REVERTED,
+            states.REVERT_FAILURE), flow_listen_for=(states.RUNNING,),
+            retry_listen_for=())
+        self._action_id = action_id
+        self._db = db_engine
+        self._open_events = {}
+        self._atoms = None
+
+    def _flow_receiver(self, state, details):
+        """The flow (re)starts: tasks a dead runner left RUNNING run again
+        now without a new RUNNING notification (TaskFlow skips identity
+        transitions), so their new events are opened here."""
+        for name in self._tasks():
+            if self._engine.storage.get_atom_state(name) == states.RUNNING:
+                self._open_events[name] = actions.start_event(
+                    self._db, self._action_id, name, self._host_of(name))
+
+    def _task_receiver(self, state, details):
+        name = details["task_name"]
+        if state == states.RUNNING:
+            self._open_events[name] = actions.start_event(
+                self._db, self._action_id, name, self._host_of(name))
+        elif state == states.SUCCESS:
+            self._finish(name, actions.EVENT_SUCCESS)
+        elif state == states.FAILURE:
+            self._finish(name, actions.EVENT_FAILURE,
+                         _traceback_of(details.get("result")))
+        elif state == states.REVERTED:
+            actions.mark_event_reverted(self._db, self._action_id, name)
+        elif state == states.REVERT_FAILURE:
+            actions.mark_event_revert_failed(
+                self._db, self._action_id, name,
+                _traceback_of(details.get("result")))
+
+    def _finish(self, name, result, traceback=None):
+        event_id = self._open_events.pop(name, None)
+        if event_id is None:
+            LOG.warning("Task %s ended (%s) without a start this listener "
+                        "saw; recording it on a new event", name, result)
+            event_id = actions.start_event(self._db, self._action_id, name,
+                                           self._host_of(name))
+        actions.finish_event(self._db, event_id, result, traceback)
+
+    def _tasks(self):
+        if self._atoms is None:
+            graph = self._engine.compilation.execution_graph
+            self._atoms = {node.name: node for node in graph.nodes
+                           if isinstance(node, tf_task.Task)}
+        return self._atoms
+
+    def _host_of(self, task_name):
+        """The ``host_name`` argument the task runs with, if it takes one."""
+        task = self._tasks()[task_name]
+        if HOST_ARGUMENT not in task.rebind:
+            return None
+        arguments = self._engine.storage.fetch_mapped_args(
+            {HOST_ARGUMENT: task.rebind[HOST_ARGUMENT]}, atom_name=task_name,
+            optional_args={HOST_ARGUMENT})
+        return arguments.get(HOST_ARGUMENT)
+
+
+def _traceback_of(failure):
+    if failure is None:
+        return None
+    return failure.pformat(traceback=True)
+
+
+class ClaimKeepAlive(base.Listener):
+    """Keeps ``who``'s claim on ``job`` alive while the engine runs.
+
+    Renews on atom transitions (at most every ``min_interval`` seconds) and
+    every ``interval`` seconds from a daemon thread that runs between
+    ``register()`` and ``deregister()`` (the conductor enters and leaves the
+    listener around the job's run).
+    """
+
+    def __init__(self, engine, board, job, who, expiry=None, interval=None,
+                 min_interval=None):
+        super().__init__(engine)
+        self._board = board
+        self._job = job
+        self._who = who
+        self._expiry = float(expiry or board.claim_expiry)
+        self._interval = interval or self._expiry / 3.0
+        self._min_interval = (self._expiry / 10.0 if min_interval is None
+                              else min_interval)
+        self._last_renewal = time.monotonic()
+        self._renew_lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = None
+        self.lost = False
+        self.renewals = 0
+
+    def register(self):
+        super().register()
+        if self._thread is None:
+            self._stopped.clear()
+            self._thread = threading.Thread(
+                target=self._heartbeat, daemon=True,
+                name=f"claim-keepalive-{self._job.uuid[:8]}")
+            self._thread.start()
+
+    def deregister(self):
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        super().deregister()
+
+    def _heartbeat(self):
+        while not self._stopped.wait(self._interval):
+            try:
+                self.renew()
+            except Exception:  # the database or Redis is down: try again
+                LOG.exception("Renewing the claim on job %s failed; "
+                              "retrying in %.1fs", self._job.uuid,
+                              self._interval)
+
+    def _task_receiver(self, state, details):
+        self._renew_if_due()
+
+    def _retry_receiver(self, state, details):
+        self._renew_if_due()
+
+    def _flow_receiver(self, state, details):
+        self._renew_if_due()
+
+    def _renew_if_due(self):
+        if time.monotonic() - self._last_renewal >= self._min_interval:
+            self.renew()
+
+    def renew(self):
+        """Extend the claim; on a lost claim, suspend the engine."""
+        with self._renew_lock:
+            if self.lost:
+                return False
+            if self._board.extend_claim(self._job, self._who, self._expiry):
+                self._last_renewal = time.monotonic()
+                self.renewals += 1
+                return True
+            self.lost = True
+        LOG.error("Runner %s lost its claim on job %s (another runner took "
+                  "it over); suspending the engine", self._who,
+                  self._job.uuid)
+        self._engine.suspend()
+        return False
+
+
+class ProgressListener(base.Listener):
+    """Calls ``on_progress(task_name, state)`` on every task transition."""
+
+    def __init__(self, engine, on_progress):
+        super().__init__(engine, flow_listen_for=(), retry_listen_for=())
+        self._on_progress = on_progress
+
+    def _task_receiver(self, state, details):
+        self._on_progress(details["task_name"], state)

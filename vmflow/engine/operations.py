@@ -1,0 +1,181 @@
+"""The client side of operations: status, waiting, job listings.
+
+A job's uuid is also its logbook's uuid (see :mod:`.posting`), so the
+status of an operation can be read from the database alone, after the job
+left the board too: logbook -> ``meta["vmflow"]`` -> instance action and
+events.
+
+``vmflow server create ... --wait`` does::
+
+    job_uuid = posting.post_operation(...)
+    status = operations.wait_for_operation(job_uuid, on_progress=show)
+    # status.succeeded / status.message; the instance's fault for details
+
+``wait_for_operation`` runs the job in-process (:func:`.runner.
+run_job_inline`) when no runner is alive, else polls until it ends.
+"""
+import dataclasses
+import time
+
+from taskflow import exceptions as tf_exc
+from taskflow import states
+
+from vmflow import conf as vmflow_conf
+from vmflow import exception
+from vmflow.engine import actions, jobboard, outcome, runner
+from vmflow.engine import persistence as engine_persistence
+
+POLL_INTERVAL = 0.5
+TASKFLOW_INTERNAL_PREFIX = "_TaskFlow_"
+
+
+@dataclasses.dataclass
+class OperationStatus:
+    job_uuid: str
+    action: str
+    action_id: int
+    instance_uuid: str
+    request_id: str
+    finished: bool
+    result: str | None
+    message: str | None
+    running_steps: list
+
+    @property
+    def succeeded(self):
+        return self.finished and self.result == actions.SUCCESS
+
+
+def operation_status(job_uuid, conf=vmflow_conf.CONF):
+    """The :class:`OperationStatus` of the operation posted as job
+    ``job_uuid``; NotFound if no such operation was posted."""
+    persistence = engine_persistence.get_persistence(conf)
+    with engine_persistence.persistence_connection(persistence) as conn:
+        try:
+            book = conn.get_logbook(job_uuid, lazy=True)
+        except tf_exc.NotFound as error:
+            raise exception.NotFound(kind="job", name=job_uuid) from error
+    info = (book.meta or {}).get(outcome.META_KEY)
+    if info is None:
+        raise exception.NotFound(kind="vmflow operation", name=job_uuid)
+    db_engine = persistence.source_engine
+    row = actions.get_action(db_engine, info["action_id"])
+    return OperationStatus(
+        job_uuid=job_uuid, action=info["action"],
+        action_id=info["action_id"], instance_uuid=info["instance_uuid"],
+        request_id=info["request_id"], finished=row.finish_time is not None,
+        result=row.result, message=row.message,
+        running_steps=actions.open_events(db_engine, info["action_id"]))
+
+
+def any_runner_alive(conf=vmflow_conf.CONF, board=None):
+    """True when a ``vmflow-engine`` heartbeat on the board is current."""
+    if board is not None:
+        return bool(board.alive_entities())
+    board = jobboard.get_jobboard(conf)
+    try:
+        return bool(board.alive_entities())
+    finally:
+        board.close()
+
+
+def wait_for_operation(job_uuid, conf=vmflow_conf.CONF, on_progress=None,
+                       timeout=None, run_inline=True,
+                       poll_interval=POLL_INTERVAL):
+    """Wait until the operation of job ``job_uuid`` ends; its final status.
+
+    With ``run_inline`` and no runner alive, the job runs in this process.
+    ``on_progress(task_name, state)`` reports steps as they start
+    (``RUNNING``) -- and, inline, every transition. Raises
+    :class:`~vmflow.exception.OperationTimeout` after ``timeout`` seconds.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    reported = set()
+    board = jobboard.get_jobboard(conf)
+    try:
+        while True:
+            status = operation_status(job_uuid, conf)
+            if status.finished:
+                return status
+            _report_new_steps(status, reported, on_progress)
+            if run_inline and not board.alive_entities():
+                if _run_inline_unless_claimed(job_uuid, conf, on_progress):
+                    continue
+            if deadline is not None and time.monotonic() >= deadline:
+                raise exception.OperationTimeout(
+                    job=job_uuid, seconds=timeout,
+                    steps=", ".join(status.running_steps) or "none")
+            time.sleep(poll_interval)
+    finally:
+        board.close()
+
+
+def _report_new_steps(status, reported, on_progress):
+    if on_progress is None:
+        return
+    for step in status.running_steps:
+        if step not in reported:
+            reported.add(step)
+            on_progress(step, states.RUNNING)
+
+
+def _run_inline_unless_claimed(job_uuid, conf, on_progress):
+    """Run the job here; False when another process holds its claim."""
+    try:
+        ran = runner.run_job_inline(job_uuid, conf, on_progress)
+    except tf_exc.UnclaimableJob:
+        return False
+    if not ran and not operation_status(job_uuid, conf).finished:
+        raise exception.VmflowError(
+            f"job {job_uuid} is no longer on the job board but its "
+            "instance action never finished")
+    return True
+
+
+def list_jobs(conf=vmflow_conf.CONF):
+    """The jobs on the board (unclaimed or claimed), as dicts."""
+    board = jobboard.get_jobboard(conf)
+    try:
+        return [_job_dict(board, job) for job in board.iterjobs()]
+    finally:
+        board.close()
+
+
+def _job_dict(board, job):
+    info = outcome.job_info(job) or {}
+    return {"uuid": job.uuid, "name": job.name, "state": job.state,
+            "owner": board.find_owner(job), "created_on": job.created_on,
+            "action": info.get("action"),
+            "instance_uuid": info.get("instance_uuid"),
+            "request_id": info.get("request_id")}
+
+
+def flow_steps(job_uuid, conf=vmflow_conf.CONF):
+    """[(atom name, state)] of the operation's persisted flow (without
+    TaskFlow's own injector atom, which holds the store)."""
+    persistence = engine_persistence.get_persistence(conf)
+    with engine_persistence.persistence_connection(persistence) as conn:
+        book = conn.get_logbook(job_uuid)
+    return [(atom.name, atom.state) for flow in book for atom in flow
+            if not atom.name.startswith(TASKFLOW_INTERNAL_PREFIX)]
+
+
+def describe_job(job_uuid, conf=vmflow_conf.CONF):
+    """One operation as a dict: what ``vmflow job show`` prints."""
+    status = operation_status(job_uuid, conf)
+    board = jobboard.get_jobboard(conf)
+    try:
+        job = board.find_job(job_uuid)
+        state = job.state if job is not None else "ENDED"
+        owner = board.find_owner(job) if job is not None else None
+    finally:
+        board.close()
+    steps = flow_steps(job_uuid, conf)
+    return {"uuid": job_uuid, "action": status.action,
+            "instance_uuid": status.instance_uuid,
+            "request_id": status.request_id, "state": state,
+            "owner": owner, "result": status.result,
+            "message": status.message,
+            "running": ", ".join(status.running_steps),
+            "steps": "\n".join(f"{name}: {atom_state}"
+                               for name, atom_state in steps)}

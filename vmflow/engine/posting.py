@@ -1,0 +1,176 @@
+"""Posting an operation: instance lock, instance action, logbook, job.
+
+:func:`post_operation` is what the CLI (and the Python API) call. In order:
+
+1. the instance's lock and its instance action are written in one
+   transaction (a busy instance raises
+   :class:`~vmflow.exception.InstanceBusy`; a stale lock is taken over);
+2. a TaskFlow logbook whose uuid *is the job's uuid* is saved with one flow
+   detail carrying the flow factory's dotted name (what a runner re-imports
+   to resume) and ``meta["vmflow"]`` (action, action id, instance, request);
+3. the job is posted with details ``{"store": ..., "flow_uuid": ...,
+   "vmflow": ...}``.
+
+If 2 or 3 fails, the lock is released and the action finished as ``error``.
+A process that dies between 1 and 3 leaves a lock with no job on the
+board: it counts as stale once ``[jobboard] claim_expiry_seconds`` old.
+"""
+import contextlib
+import datetime
+import json
+import uuid as uuidlib
+
+from taskflow import engines
+from taskflow.engines import helpers as engine_helpers
+from taskflow.persistence import models as tf_models
+from taskflow.utils import persistence_utils
+
+from vmflow import conf as vmflow_conf
+from vmflow import exception
+from vmflow.engine import actions, jobboard, locks, outcome
+from vmflow.engine import persistence as engine_persistence
+from vmflow.flows import constants
+from vmflow.persistence import models
+
+META_KEY = outcome.META_KEY
+# A store must not carry credentials (it is persisted in the clear).
+SECRET_WORDS = ("password", "secret", "token", "private_key", "passphrase")
+release_instance_lock = locks.release_instance_lock
+
+
+def new_request_id():
+    return "req-" + str(uuidlib.uuid4())
+
+
+def post_operation(action, instance_uuid, flow_factory_name, store,
+                   request_id=None, *, conf=vmflow_conf.CONF, board=None,
+                   persistence=None):
+    """Post ``action`` on ``instance_uuid`` as a job; return the job uuid.
+
+    ``flow_factory_name``: dotted name of a module-level function that takes
+    no arguments and returns the unloaded flow. ``store``: JSON-serialisable
+    dict; ``instance_uuid`` and ``request_id`` are added under their
+    :mod:`vmflow.flows.constants` keys. ``board`` and ``persistence``
+    default to the configured ones.
+    """
+    request_id = (request_id or (store or {}).get(constants.REQUEST_ID)
+                  or new_request_id())
+    store = checked_store(store, instance_uuid, request_id)
+    flow = _flow_from_factory(flow_factory_name)
+    persistence = persistence or engine_persistence.get_persistence(conf)
+    db_engine = persistence.source_engine
+    job_uuid = str(uuidlib.uuid4())
+    with _board_for_posting(conf, board, persistence) as board:
+        grace = datetime.timedelta(seconds=board.claim_expiry)
+        action_id = locks.take_lock(
+            db_engine, instance_uuid, action, job_uuid, request_id,
+            is_stale=lambda lock: lock_is_stale(board, lock, grace),
+            on_taken=lambda session: actions.start_instance_action(
+                session, instance_uuid, action, request_id),
+            on_stale=lambda lock: _finish_stale_action(db_engine, lock))
+        info = {"action": action, "action_id": action_id,
+                "instance_uuid": instance_uuid, "request_id": request_id}
+        try:
+            book = _save_logbook(persistence, job_uuid, flow,
+                                 flow_factory_name, info)
+            flow_uuid = next(iter(book)).uuid
+            board.post(f"{action}:{instance_uuid}", book=book,
+                       details={"store": store, "flow_uuid": flow_uuid,
+                                META_KEY: info},
+                       uuid=job_uuid)
+        except BaseException as error:
+            _undo_posting(db_engine, instance_uuid, job_uuid, action_id,
+                          error)
+            raise
+    return job_uuid
+
+
+def checked_store(store, instance_uuid, request_id):
+    """A copy of ``store`` with the instance and request ids, proven to be
+    plain JSON without credential-like keys."""
+    store = dict(store or {})
+    for key, value in ((constants.INSTANCE_UUID, instance_uuid),
+                       (constants.REQUEST_ID, request_id)):
+        if store.setdefault(key, value) != value:
+            raise exception.InvalidInput(
+                reason=f"store[{key!r}] is {store[key]!r}, not {value!r}")
+    _refuse_secrets(store)
+    try:
+        return json.loads(json.dumps(store))
+    except (TypeError, ValueError) as error:
+        raise exception.InvalidInput(
+            reason=f"store is not JSON-serialisable: {error}") from error
+
+
+def _refuse_secrets(value, path="store"):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if any(word in str(key).lower() for word in SECRET_WORDS):
+                raise exception.InvalidInput(
+                    reason=f"{path}[{key!r}] looks like a credential; "
+                           "stores are persisted in the clear")
+            _refuse_secrets(item, f"{path}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _refuse_secrets(item, f"{path}[{index}]")
+
+
+def _flow_from_factory(flow_factory_name):
+    try:
+        _name, factory = engine_helpers._fetch_validate_factory(
+            flow_factory_name)
+    except (ImportError, ValueError, AttributeError) as error:
+        raise exception.InvalidInput(
+            reason=f"flow factory {flow_factory_name!r} cannot be imported "
+                   f"by name: {error}") from error
+    return factory()
+
+
+@contextlib.contextmanager
+def _board_for_posting(conf, board, persistence):
+    if board is not None:
+        yield board
+        return
+    board = jobboard.get_jobboard(conf, persistence)
+    try:
+        yield board
+    finally:
+        board.close()
+
+
+def lock_is_stale(board, lock, grace):
+    """A lock is stale when no job on the board works on its instance and
+    it is older than ``grace`` (a lock younger than that may belong to a
+    posting still under way)."""
+    if board.find_job(lock.job_uuid) is not None:
+        return False
+    if any((outcome.job_info(job) or {}).get("instance_uuid")
+           == lock.instance_uuid for job in board.iterjobs()):
+        return False
+    return models.utcnow() - lock.created_at > grace
+
+
+def _finish_stale_action(db_engine, lock):
+    actions.finish_unfinished_action(
+        db_engine, lock.instance_uuid, lock.request_id, actions.ERROR,
+        f"job {lock.job_uuid} ended (or was never posted) without "
+        "releasing the instance lock; taken over as stale")
+
+
+def _save_logbook(persistence, job_uuid, flow, flow_factory_name, info):
+    book = tf_models.LogBook(f"{info['action']}:{info['instance_uuid']}",
+                             uuid=job_uuid)
+    book.meta = {META_KEY: info}
+    flow_detail = persistence_utils.create_flow_detail(
+        flow, book=book, meta={META_KEY: info})
+    engines.save_factory_details(flow_detail, flow_factory_name, (), {})
+    with engine_persistence.persistence_connection(persistence) as conn:
+        conn.save_logbook(book)
+    return book
+
+
+def _undo_posting(db_engine, instance_uuid, job_uuid, action_id, error):
+    locks.release_instance_lock(instance_uuid, job_uuid, engine=db_engine)
+    actions.finish_instance_action(
+        db_engine, action_id, actions.ERROR,
+        f"posting the job failed: {type(error).__name__}: {error}")

@@ -1,0 +1,333 @@
+"""The runner: a TaskFlow conductor that claims jobs and runs their flows.
+
+:class:`VmflowConductor` is TaskFlow's non-blocking (thread pool) conductor
+with vmflow's additions:
+
+* each job's engine is loaded from its persisted flow detail (factory by
+  dotted name) with the project-database persistence backend, so atom
+  states are saved as they change and a job run again continues from the
+  last saved step;
+* every engine gets an :class:`~.listeners.ActionEventListener` and a
+  :class:`~.listeners.ClaimKeepAlive`;
+* when a job ends (consumed or trashed) its instance action is finished and
+  its instance lock released (:func:`.outcome.record_job_end`) first;
+* a storage error while loading a job abandons it (tried again later)
+  instead of trashing it.
+
+:meth:`VmflowConductor.stop` (SIGTERM) stops claiming; the engines running
+suspend after their current step and their jobs are abandoned for another
+runner. :class:`Runner` adds the board connection, the runner heartbeat
+(``register_entity`` every third of the claim expiry, so ``--wait`` can tell
+whether any runner is alive) and the ``--max-jobs``/``--once`` limits.
+:func:`run_job_inline` runs one job in the calling process.
+"""
+from concurrent import futures
+import logging
+import os
+import socket
+import threading
+import time
+
+import futurist
+from taskflow import exceptions as tf_exc
+from taskflow.conductors.backends import impl_nonblocking
+from taskflow.types import entity as tf_entity
+from taskflow.types import timing as tf_timing
+
+from vmflow import conf as vmflow_conf
+from vmflow.engine import jobboard, listeners, outcome
+from vmflow.engine import persistence as engine_persistence
+
+LOG = logging.getLogger(__name__)
+IDLE_WAIT_SECONDS = 0.2
+STORAGE_RETRY_DELAY = 1.0
+ENGINES = {"serial": "serial", "threaded": "parallel"}
+
+
+def runner_identity(name):
+    """The claim owner name of this process: ``name@host:pid``."""
+    return f"{name}@{socket.gethostname()}:{os.getpid()}"
+
+
+def engine_options(conf, task_pool=None):
+    """(engine kind, engine options) from ``[engine]``.
+
+    The threaded executor runs tasks on ``task_pool``, one thread pool the
+    conductor shares between its jobs: an engine that made its own would
+    shut it down at the end of every job, which takes futurist a second.
+    """
+    kind = ENGINES[conf.engine.executor]
+    if kind == "parallel":
+        return kind, {"executor": task_pool}
+    return kind, {}
+
+
+class _StopWhenIdle(tf_timing.Timeout):
+    """The conductor's idle wait, which stops it instead when nothing is
+    running (the conductor waits only after a round that claimed nothing).
+    """
+
+    def __init__(self, value, is_idle):
+        super().__init__(value)
+        self._is_idle = is_idle
+
+    def wait(self):
+        if self._is_idle():
+            self.interrupt()
+        else:
+            super().wait()
+
+
+class _CountingExecutor:
+    """An executor that counts the jobs submitted to it."""
+
+    def __init__(self, executor, on_submit):
+        self._executor = executor
+        self._on_submit = on_submit
+
+    def submit(self, fn, *args, **kwargs):
+        future = self._executor.submit(fn, *args, **kwargs)
+        self._on_submit()
+        return future
+
+    def __enter__(self):
+        self._executor.__enter__()
+        return self
+
+    def __exit__(self, *exc_info):
+        return self._executor.__exit__(*exc_info)
+
+
+class _ClaimableJobsView:
+    """The board as the conductor's claim loop should see it: only jobs it
+    can claim (unclaimed, or whose claim expired), not every job other
+    runners hold -- each of those would cost a failed claim per poll."""
+
+    def __init__(self, board):
+        self._board = board
+
+    def iterjobs(self, only_unclaimed=True, ensure_fresh=False):
+        return self._board.iterjobs(only_unclaimed=True,
+                                    ensure_fresh=ensure_fresh)
+
+    def __getattr__(self, name):
+        return getattr(self._board, name)
+
+
+class VmflowConductor(impl_nonblocking.NonBlockingConductor):
+    """``max_jobs``: claim no more than that many jobs, and stop once they
+    ended (TaskFlow's ``run(max_dispatches=N)`` dispatches N + 1)."""
+
+    def __init__(self, name, board, persistence, db_engine, engine="serial",
+                 engine_options=None, max_simultaneous_jobs=1,
+                 wait_timeout=IDLE_WAIT_SECONDS, listener_factories=(),
+                 max_jobs=None):
+        super().__init__(name, _ClaimableJobsView(board),
+                         persistence=persistence, engine=engine,
+                         engine_options=engine_options,
+                         wait_timeout=wait_timeout,
+                         max_simultaneous_jobs=max_simultaneous_jobs)
+        # The standard library's pool: futurist's takes a second to shut
+        # down (its idle workers poll their queue every second).
+        self._executor_factory = lambda: _CountingExecutor(
+            futures.ThreadPoolExecutor(self._max_simultaneous_jobs),
+            self._count_submission)
+        self.task_pool = (engine_options or {}).get("executor")
+        self._max_jobs = max_jobs
+        self._submitted = 0
+        self._db = db_engine
+        self._listener_factories = tuple(listener_factories)
+        self._keepalives = {}
+        self._dispatch_errors = {}
+        self._entity = tf_entity.Entity(
+            self.ENTITY_KIND, name,
+            {"hostname": socket.gethostname(), "pid": os.getpid()})
+        self.finished_jobs = []
+
+    @property
+    def conductor(self):
+        # The name already carries host and pid (see runner_identity).
+        return self._entity
+
+    @property
+    def idle(self):
+        return not self._dispatched
+
+    def _count_submission(self):
+        self._submitted += 1
+
+    def _job_limit_reached(self):
+        return self._max_jobs is not None and self._submitted >= self._max_jobs
+
+    def _can_claim_more_jobs(self, job):
+        if self._job_limit_reached():
+            return False
+        return super()._can_claim_more_jobs(job)
+
+    def _on_job_done(self, job, fut):
+        try:
+            super()._on_job_done(job, fut)
+        finally:
+            if self._job_limit_reached() and not self._dispatched:
+                self.stop()
+
+    def _listeners_from_job(self, job, engine):
+        found = super()._listeners_from_job(job, engine)
+        info = outcome.job_info(job)
+        if info is not None:
+            found.append(listeners.ActionEventListener(
+                engine, info["action_id"], self._db))
+        keepalive = listeners.ClaimKeepAlive(engine, self._jobboard, job,
+                                             self._name)
+        self._keepalives[job.uuid] = keepalive
+        found.append(keepalive)
+        found.extend(factory(job, engine)
+                     for factory in self._listener_factories)
+        return found
+
+    def _dispatch_job(self, job):
+        try:
+            return super()._dispatch_job(job)
+        except tf_exc.StorageFailure:
+            LOG.exception("Loading job %s failed on a storage error; "
+                          "abandoning it to be tried again", job.uuid)
+            time.sleep(STORAGE_RETRY_DELAY)
+            return False
+        except Exception as error:
+            self._dispatch_errors[job.uuid] = (
+                f"{type(error).__name__}: {error}")
+            raise
+
+    def _try_finish_job(self, job, consume, trash=False):
+        keepalive = self._keepalives.pop(job.uuid, None)
+        claim_lost = keepalive is not None and keepalive.lost
+        if (consume or trash) and not claim_lost:
+            try:
+                result = outcome.record_job_end(
+                    job, self._persistence, self._db,
+                    dispatch_error=self._dispatch_errors.pop(job.uuid, None))
+            except Exception:  # the database failed: run the job again
+                LOG.exception("Recording the end of job %s failed; "
+                              "abandoning it so that it ends again (its "
+                              "flow is finished: nothing runs twice)",
+                              job.uuid)
+                consume = trash = False
+            else:
+                self.finished_jobs.append((job.uuid, result))
+        super()._try_finish_job(job, consume, trash)
+
+    def close_task_pool(self):
+        """Shut the shared task pool of the threaded executor down."""
+        if self.task_pool is not None:
+            self.task_pool.shutdown(wait=True)
+
+    def run_claimed_job(self, job):
+        """Run a job this conductor's name has claimed, here and now, and
+        consume, abandon or trash it as :meth:`run` would."""
+        future = futurist.SynchronousExecutor().submit(self._dispatch_job,
+                                                       job)
+        self._on_job_done(job, future)
+
+
+def build_conductor(name, conf=vmflow_conf.CONF, board=None,
+                    persistence=None, drain=False, listener_factories=(),
+                    max_jobs=None):
+    """A :class:`VmflowConductor` configured from ``conf``."""
+    persistence = persistence or engine_persistence.get_persistence(conf)
+    board = board or jobboard.get_jobboard(conf, persistence)
+    task_pool = None
+    if ENGINES[conf.engine.executor] == "parallel":
+        task_pool = futures.ThreadPoolExecutor(conf.engine.max_workers)
+    kind, options = engine_options(conf, task_pool)
+    conductor = None
+    wait = (_StopWhenIdle(IDLE_WAIT_SECONDS, lambda: conductor.idle)
+            if drain else IDLE_WAIT_SECONDS)
+    conductor = VmflowConductor(
+        name, board, persistence, persistence.source_engine, engine=kind,
+        engine_options=options,
+        max_simultaneous_jobs=conf.engine.max_workers, wait_timeout=wait,
+        listener_factories=listener_factories, max_jobs=max_jobs)
+    return conductor
+
+
+class Runner:
+    """A ``vmflow-engine`` process: claims and runs jobs until stopped.
+
+    ``max_jobs``: return after that many jobs were dispatched and ended.
+    ``drain`` (``--once``): return as soon as nothing is claimable and
+    nothing runs.
+    """
+
+    def __init__(self, name, conf=vmflow_conf.CONF, max_jobs=None,
+                 drain=False):
+        self.who = runner_identity(name)
+        self.persistence = engine_persistence.get_persistence(conf)
+        self.board = jobboard.get_jobboard(conf, self.persistence)
+        self.conductor = build_conductor(self.who, conf, self.board,
+                                         self.persistence, drain=drain,
+                                         max_jobs=max_jobs)
+        self._stopped = threading.Event()
+
+    def run(self):
+        heartbeat = threading.Thread(target=self._heartbeat, daemon=True,
+                                     name="runner-heartbeat")
+        self.board.register_entity(self.conductor.conductor)
+        heartbeat.start()
+        LOG.info("Runner %s is claiming jobs", self.who)
+        try:
+            self.conductor.run()
+        finally:
+            self._stopped.set()
+            heartbeat.join()
+            self.board.unregister_entity(self.conductor.conductor)
+            self.board.close()
+            self.conductor.close_task_pool()
+        LOG.info("Runner %s stopped after %d job(s)", self.who,
+                 len(self.conductor.finished_jobs))
+        return self.conductor.finished_jobs
+
+    def stop(self):
+        """Stop claiming; running engines suspend after their current step
+        and their jobs are abandoned (for another runner)."""
+        LOG.info("Runner %s is stopping", self.who)
+        self.conductor.stop()
+
+    def _heartbeat(self):
+        interval = self.board.claim_expiry / 3.0
+        while not self._stopped.wait(interval):
+            try:
+                self.board.register_entity(self.conductor.conductor)
+            except Exception:  # the board is unreachable: try next time
+                LOG.exception("Runner heartbeat failed; retrying in %.1fs",
+                              interval)
+
+
+def run_job_inline(job_uuid, conf=vmflow_conf.CONF, on_progress=None,
+                   name="inline"):
+    """Claim job ``job_uuid`` and run it in this process (``--wait`` with
+    no runner alive). Returns False when the job is no longer on the board
+    (it ended); raises ``taskflow.exceptions.UnclaimableJob`` when another
+    process holds its claim. ``on_progress(task_name, state)`` is called on
+    every task transition.
+    """
+    persistence = engine_persistence.get_persistence(conf)
+    board = jobboard.get_jobboard(conf, persistence)
+    try:
+        job = board.find_job(job_uuid)
+        if job is None:
+            return False
+        who = runner_identity(name)
+        board.claim(job, who)
+        factories = ()
+        if on_progress is not None:
+            factories = (lambda _job, engine: listeners.ProgressListener(
+                engine, on_progress),)
+        conductor = build_conductor(who, conf, board, persistence,
+                                    listener_factories=factories)
+        try:
+            conductor.run_claimed_job(job)
+        finally:
+            conductor.close_task_pool()
+        return True
+    finally:
+        board.close()
