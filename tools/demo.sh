@@ -28,7 +28,23 @@ vmflow image add tiny-guest --file "$GUEST_DISK" --kernel "$GUEST_KERNEL" \
     --initrd "$GUEST_INITRD_ACPI" --cmdline "$GUEST_CMDLINE"
 vmflow quota set demo --instances 2 --cores 2 --ram 512
 vmflow host list
+
+# No vmflow-engine runs here: --wait runs each job in this process.
+vmflow server create demo-vm --flavor tiny --image tiny-guest --wait
+vmflow server show demo-vm -f json
 set +x
-"$REPO/.venv/bin/python" tools/demo_boot.py --config-file "$DEMO/vmflow.conf" \
-    --flavor tiny --image tiny-guest
+for _ in $(seq 90); do
+    if vmflow server console-log demo-vm | grep -q VMFLOW-GUEST-BOOTED; then
+        break
+    fi
+    sleep 1
+done
+vmflow server console-log demo-vm | grep VMFLOW-GUEST-BOOTED \
+    || { echo "demo: the guest did not boot" >&2; exit 1; }
+set -x
+vmflow server event-list demo-vm -c event -c host -c result
+vmflow server delete demo-vm --wait
+vmflow server list --deleted
+vmflow audit
+set +x
 echo "demo: done"

@@ -138,3 +138,7 @@ class InstanceBusy(VmflowError):
 class OperationTimeout(VmflowError):
     msg_fmt = ("job %(job)s did not end within %(seconds)s s (running: "
                "%(steps)s); it goes on: see 'vmflow job show %(job)s'")
+
+
+class OperationFailed(VmflowError):
+    msg_fmt = "%(action)s of server %(server)s failed: %(reason)s"

@@ -1,5 +1,9 @@
+from vmflow import compute, exception
 from vmflow.cli import base
-from vmflow.inventory import servers
+from vmflow.cli import operations as cli_operations
+from vmflow.drivers.libvirt import driver as libvirt_driver
+from vmflow.inventory import hosts, servers
+from vmflow.persistence import migration
 
 
 class ListServers(base.Lister):
@@ -49,3 +53,77 @@ class ListServerEvents(base.Lister):
                                              parsed_args.project)[0]
             rows = servers.list_events(session, instance.uuid)
         return base.as_columns(rows, servers.EVENT_COLUMNS)
+
+
+class CreateServer(base.ShowOne):
+    """Create (build) a server: posts the build flow as a job."""
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument("name", metavar="NAME")
+        parser.add_argument("--flavor", required=True)
+        parser.add_argument("--image", required=True)
+        parser.add_argument("--project", default=compute.DEFAULT_PROJECT)
+        parser.add_argument("--host", help="Build on this host only.")
+        cli_operations.add_wait_argument(parser)
+        return parser
+
+    def take_action(self, parsed_args):
+        migration.check_schema()
+        request = compute.create_server(
+            parsed_args.name, parsed_args.flavor, parsed_args.image,
+            parsed_args.project, parsed_args.host)
+        if not parsed_args.wait:
+            return base.as_show(cli_operations.posted(request))
+        cli_operations.wait_for(self, request, "build", parsed_args.name)
+        with self.session() as session:
+            return base.as_show(servers.show_server(
+                session, request.instance_uuid))
+
+
+class DeleteServer(base.ShowOne):
+    """Delete a server: posts the delete flow as a job."""
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument("name", metavar="NAME_OR_UUID")
+        parser.add_argument("--project")
+        cli_operations.add_wait_argument(parser)
+        return parser
+
+    def take_action(self, parsed_args):
+        migration.check_schema()
+        request = compute.delete_server(parsed_args.name,
+                                        parsed_args.project)
+        if not parsed_args.wait:
+            return base.as_show(cli_operations.posted(request))
+        status = cli_operations.wait_for(self, request, "delete",
+                                         parsed_args.name)
+        return base.as_show({"instance_uuid": request.instance_uuid,
+                             "job": request.job_uuid,
+                             "result": status.result})
+
+
+class ShowConsoleLog(base.Command):
+    """Print the end of a server's serial console log."""
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument("name", metavar="NAME_OR_UUID")
+        parser.add_argument("--project")
+        parser.add_argument("--max-bytes", type=base.positive_int,
+                            default=libvirt_driver.CONSOLE_TAIL_BYTES)
+        return parser
+
+    def take_action(self, parsed_args):
+        with self.session() as session:
+            instance = servers.find_instance(session, parsed_args.name,
+                                             parsed_args.project)[0]
+            if instance.host is None:
+                raise exception.InvalidInput(
+                    reason=f"server {parsed_args.name!r} is on no host "
+                           "(it has no console log)")
+            host = hosts.show_host(session, instance.host)
+        driver = libvirt_driver.LibvirtDriver(host)
+        self.app.stdout.write(driver.read_console_log(
+            instance.uuid, parsed_args.max_bytes))

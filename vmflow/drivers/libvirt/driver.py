@@ -11,6 +11,7 @@ instance, and two instances can never share a domain.
 """
 import hashlib
 import os
+import tempfile
 import time
 
 from vmflow import conf as vmflow_conf
@@ -25,6 +26,7 @@ from vmflow.drivers.remote import runner as remote_runner
 CONF = vmflow_conf.CONF
 DEFAULT_DOMAIN_NAME_PREFIX = "vmflow-"
 DEFAULT_CMDLINE = "console=ttyS0"
+CONSOLE_TAIL_BYTES = 64 * 1024
 
 
 def mac_address_for(instance_uuid):
@@ -104,6 +106,16 @@ class LibvirtDriver(base.ComputeDriver):
         return self.images.console_log_path(instance_uuid)
 
     # -- domain XML -------------------------------------------------------
+
+    def read_console_log(self, instance_uuid, max_bytes=CONSOLE_TAIL_BYTES):
+        """The last ``max_bytes`` of the instance's console log (text)."""
+        path = self.console_log_path(instance_uuid)
+        with tempfile.TemporaryDirectory(prefix="vmflow-console-") as tmp:
+            local_copy = os.path.join(tmp, "console.log")
+            self.runner.get_file(path, local_copy)
+            with open(local_copy, "rb") as log:
+                log.seek(max(os.path.getsize(local_copy) - max_bytes, 0))
+                return log.read().decode("utf-8", errors="replace")
 
     def domain_name(self, instance):
         return f"{self.domain_name_prefix}{instance['uuid']}"

@@ -1,0 +1,41 @@
+"""Shared parts of the commands that post an operation (``--wait``)."""
+from taskflow import states
+
+from vmflow import exception
+from vmflow.engine import operations
+from vmflow.inventory import servers
+
+WAIT_HELP = ("Wait until the operation ends, showing each step as it runs; "
+             "runs it in this process when no vmflow-engine is running. "
+             "Exit 1 with the fault when it failed.")
+SHOWN_STATES = (states.RUNNING, states.FAILURE, states.REVERTING,
+                states.REVERT_FAILURE)
+
+
+def add_wait_argument(parser):
+    parser.add_argument("--wait", action="store_true", help=WAIT_HELP)
+
+
+def wait_for(command, request, action, server):
+    """Wait for ``request``; raise OperationFailed with the instance's
+    fault when it did not succeed."""
+    def show_step(step, state):
+        if state in SHOWN_STATES:
+            command.app.stderr.write(f"{action} {server}: {step} "
+                                     f"{state.lower()}\n")
+            command.app.stderr.flush()
+
+    status = operations.wait_for_operation(request.job_uuid,
+                                           on_progress=show_step)
+    if status.succeeded:
+        return status
+    with command.session() as session:
+        fault = servers.latest_fault(session, request.instance_uuid)
+    raise exception.OperationFailed(action=action, server=server,
+                                    reason=fault or status.message)
+
+
+def posted(request):
+    """What a command prints about an operation it did not wait for."""
+    return {"instance_uuid": request.instance_uuid,
+            "job": request.job_uuid, "request_id": request.request_id}
