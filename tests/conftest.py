@@ -53,11 +53,12 @@ class Cli:
     def __init__(self, config_file):
         self.config_file = config_file
 
-    def __call__(self, *args, check=True):
+    def __call__(self, *args, check=True, env=None):
         result = subprocess.run(
             [os.path.join(BIN_DIR, "vmflow"), "--config-file",
              self.config_file, *args],
-            capture_output=True, text=True, timeout=120, check=False)
+            capture_output=True, text=True, timeout=120, check=False,
+            env=dict(os.environ, **env) if env else None)
         if check and result.returncode != 0:
             raise AssertionError(
                 f"vmflow {' '.join(args)} exited {result.returncode}: "

@@ -22,16 +22,23 @@ Accounting rules (what the build and delete flows leave behind):
 * an instance without a host (a build that failed or never ran) and a
   deleted instance hold nothing;
 * an instance with a live lock is in progress and is skipped: what it
-  holds is changing. A lock is live while its job's row is unclaimed or
-  claimed, or when there is no job row (a job board outside the database,
-  such as Redis, keeps none).
+  holds is changing. The rule is the posting code's
+  (:func:`vmflow.engine.posting.lock_is_stale`): a lock is live while its
+  job is on the board (its row unclaimed or claimed; on Redis, which keeps
+  no rows, the board is asked), or while it is younger than one claim
+  expiry (a posting under way). A lock whose job ended, or was never
+  posted, is stale: the next operation takes it over, and until then the
+  instance is audited like any other.
 """
 import dataclasses
+import datetime
 
 import sqlalchemy
 
+from vmflow import conf as vmflow_conf
 from vmflow import exception, instances
 from vmflow.drivers.libvirt import driver as libvirt_driver
+from vmflow.engine import jobboard
 from vmflow.inventory import as_dict, hosts
 from vmflow.persistence import api, models
 from vmflow.resources import claims, quota
@@ -75,21 +82,40 @@ class Snapshot:
                 and host_name in (None, instance["host"])}
 
 
+def _busy_instances(session, conf=vmflow_conf.CONF):
+    """Uuids of the instances whose lock is live (see the module doc)."""
+    lock, job = models.InstanceLock, models.Job
+    rows = session.execute(
+        sqlalchemy.select(lock.instance_uuid, lock.job_uuid, lock.created_at,
+                          job.state)
+        .outerjoin(job, job.uuid == lock.job_uuid)).all()
+    young = models.utcnow() - datetime.timedelta(
+        seconds=conf.jobboard.claim_expiry_seconds)
+    busy = {uuid for uuid, _job, created_at, state in rows
+            if state in ACTIVE_JOB_STATES
+            or (state is None and created_at > young)}
+    unknown = {job_uuid: uuid for uuid, job_uuid, created_at, state in rows
+               if uuid not in busy and state is None}
+    if unknown and conf.jobboard.backend != jobboard.SQL:
+        board = jobboard.get_jobboard(conf)
+        try:
+            busy.update(uuid for job_uuid, uuid in unknown.items()
+                        if board.find_job(job_uuid) is not None)
+        finally:
+            board.close()
+    return busy
+
+
 def load_snapshot(session):
     rows = session.scalars(sqlalchemy.select(models.Instance))
-    lock, job = models.InstanceLock, models.Job
-    busy = session.scalars(
-        sqlalchemy.select(lock.instance_uuid)
-        .outerjoin(job, job.uuid == lock.job_uuid)
-        .where(sqlalchemy.or_(job.state.is_(None),
-                              job.state.in_(ACTIVE_JOB_STATES))))
+    busy = _busy_instances(session)
     allocations = session.execute(
         sqlalchemy.select(models.Allocation, models.Host.name)
         .join(models.Host, models.Host.id == models.Allocation.host_id))
     return Snapshot(
         instances={row.uuid: as_dict(row, instances.COLUMNS)
                    for row in rows},
-        busy=set(busy),
+        busy=busy,
         holds=[as_dict(hold, quota.COLUMNS) for hold in
                session.scalars(sqlalchemy.select(models.QuotaHold))],
         allocations=[dict(as_dict(row, ("consumer_uuid",)

@@ -1,4 +1,5 @@
 """run_audit against hand-made inconsistencies."""
+import datetime
 import os
 
 import sqlalchemy
@@ -107,10 +108,26 @@ def test_task_state_without_a_running_job(cloud):
     with cloud.session() as session:
         session.add(models.InstanceLock(instance_uuid=uuid, action="create",
                                         job_uuid="job-1", request_id="r"))
+    # A young lock without a job: a posting under way.
     assert cloud.audit()["ok"]
     with cloud.session() as session:
         session.add(models.Job(uuid="job-1", board="b", name="create",
-                               details="{}", state="COMPLETE"))
+                               details="{}", state="CLAIMED"))
+    assert cloud.audit()["ok"]
+    with cloud.session() as session:
+        session.execute(sqlalchemy.update(models.Job).values(
+            state="COMPLETE"))
+    assert set(problems(cloud)) == {"task_states"}
+
+
+def test_an_old_lock_without_a_job_is_stale(cloud, conf):
+    uuid = cloud.create_instance()["uuid"]
+    expiry = conf.jobboard.claim_expiry_seconds
+    with cloud.session() as session:
+        session.add(models.InstanceLock(
+            instance_uuid=uuid, action="create", job_uuid="never-posted",
+            request_id="r", created_at=models.utcnow()
+            - datetime.timedelta(seconds=expiry + 1)))
     assert set(problems(cloud)) == {"task_states"}
 
 

@@ -40,9 +40,9 @@ class ListHosts(base.ListAll):
 
 
 class ShowHost(base.ShowByName):
-    """Show one host."""
+    """Show one host and what is claimed on it."""
 
-    show_record = staticmethod(hosts.show_host)
+    show_record = staticmethod(hosts.show_host_usage)
 
 
 class SetHost(base.ShowOne):

@@ -19,9 +19,10 @@ import time
 
 from taskflow import exceptions as tf_exc
 from taskflow import states
+from taskflow.engines import helpers as engine_helpers
 
 from vmflow import conf as vmflow_conf
-from vmflow import exception
+from vmflow import exception, flows
 from vmflow.engine import actions, jobboard, outcome, runner
 from vmflow.engine import persistence as engine_persistence
 
@@ -156,8 +157,22 @@ def flow_steps(job_uuid, conf=vmflow_conf.CONF):
     persistence = engine_persistence.get_persistence(conf)
     with engine_persistence.persistence_connection(persistence) as conn:
         book = conn.get_logbook(job_uuid)
-    return [(atom.name, atom.state) for flow in book for atom in flow
-            if not atom.name.startswith(TASKFLOW_INTERNAL_PREFIX)]
+    steps = []
+    for flow_detail in book:
+        atoms = [(atom.name, atom.state) for atom in flow_detail
+                 if not atom.name.startswith(TASKFLOW_INTERNAL_PREFIX)]
+        steps.extend(atoms or _pending_steps(flow_detail))
+    return steps
+
+
+def _pending_steps(flow_detail):
+    """The tasks of a flow no runner loaded yet, from its factory."""
+    factory_name = (flow_detail.meta or {}).get("factory", {}).get("name")
+    if not factory_name:
+        return []
+    _name, factory = engine_helpers._fetch_validate_factory(factory_name)
+    return [(task.name, states.PENDING)
+            for task in flows.iter_tasks(factory())]
 
 
 def describe_job(job_uuid, conf=vmflow_conf.CONF):

@@ -8,6 +8,7 @@ from vmflow.drivers.libvirt import connection as libvirt_connection
 from vmflow.inventory import (as_dict, ensure_name_free, get_by_name,
                               insert_unique)
 from vmflow.persistence import models
+from vmflow.scheduler import host_state
 
 COLUMNS = ("id", "name", "uri", "ssh_user", "ssh_host", "ssh_port",
            "instances_path", "vcpus", "memory_mb", "disk_gb", "enabled",
@@ -59,6 +60,16 @@ def list_hosts(session):
 
 def show_host(session, name):
     return as_dict(get_by_name(session, models.Host, "host", name), COLUMNS)
+
+
+def show_host_usage(session, name):
+    """The host with what is claimed on it (``*_used``)."""
+    record = show_host(session, name)
+    state = host_state.load_host_states(session, [name])[0]
+    record.update(vcpus_used=state.used_vcpus,
+                  memory_mb_used=state.used_memory_mb,
+                  disk_gb_used=state.used_disk_gb)
+    return record
 
 
 def set_host_enabled(session, name, enabled, reason=None):

@@ -1,0 +1,146 @@
+"""``server create``/``server delete`` with and without ``--wait``, ``job
+list``/``job show`` and the errors they give, through the installed CLI
+and a real ``vmflow-engine``, on SQLite and libvirt's test driver."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import sqlalchemy
+
+from tests.cloud import image_file  # noqa: F401 (fixture)
+from vmflow.persistence import api, models
+
+ENGINE_BIN = os.path.join(os.path.dirname(sys.executable), "vmflow-engine")
+
+
+@pytest.fixture
+def cloud_cli(cli, tmp_path, image_file):  # noqa: F811
+    cli("db", "sync")
+    cli("host", "add", "h1", "--uri", "test:///default", "--vcpus", "4",
+        "--memory-mb", "4096", "--disk-gb", "20", "--instances-path",
+        str(tmp_path / "instances"))
+    cli("flavor", "create", "tiny", "--vcpus", "1", "--ram", "64", "--disk",
+        "1")
+    cli("image", "add", "img", "--file", image_file)
+    cli("quota", "set", "demo", "--instances", "1", "--cores", "4",
+        "--ram", "1024")
+    return cli
+
+
+def table_rows(tmp_path, model):
+    engine = api.create_engine(f"sqlite:///{tmp_path}/state/vmflow.sqlite")
+    try:
+        with api.session_scope(engine) as session:
+            return session.scalars(sqlalchemy.select(model)).all()
+    finally:
+        engine.dispose()
+
+
+def as_json(result):
+    return json.loads(result.stdout)
+
+
+def test_posted_build_waits_for_a_runner_and_refuses_a_second_operation(
+        cloud_cli, tmp_path):
+    cli = cloud_cli
+    posted = as_json(cli("server", "create", "vm1", "--flavor", "tiny",
+                         "--image", "img", "-f", "json"))
+    jobs = as_json(cli("job", "list", "-f", "json"))
+    assert [(job["uuid"], job["action"], job["state"]) for job in jobs] == [
+        (posted["job"], "build", "UNCLAIMED")]
+    shown = as_json(cli("job", "show", posted["job"], "-f", "json"))
+    assert shown["state"] == "UNCLAIMED"
+    assert shown["steps"].splitlines()[:2] == [
+        "MarkInstanceErrorOnRevert: PENDING", "ReserveQuota: PENDING"]
+
+    busy = cli("server", "delete", "vm1", check=False)
+    assert busy.returncode == 1
+    assert busy.stderr.startswith(
+        f"vmflow: error: instance {posted['instance_uuid']} is busy: build "
+        f"is running (job {posted['job']}")
+    again = cli("server", "create", "vm1", "--flavor", "tiny", "--image",
+                "img", check=False)
+    assert (again.returncode, again.stderr) == (
+        1, "vmflow: error: server 'vm1' already exists\n")
+
+    subprocess.run([ENGINE_BIN, "--config-file", cli.config_file, "--once"],
+                   check=True, capture_output=True, timeout=120)
+    assert as_json(cli("job", "list", "-f", "json")) == []
+    ended = as_json(cli("job", "show", posted["job"], "-f", "json"))
+    assert (ended["state"], ended["result"]) == ("ENDED", "success")
+    assert all(line.endswith(": SUCCESS")
+               for line in ended["steps"].splitlines())
+    server = as_json(cli("server", "show", "vm1", "-f", "json"))
+    assert (server["vm_state"], server["host"]) == ("active", "h1")
+    assert table_rows(tmp_path, models.InstanceLock) == []
+
+
+def test_a_failed_build_exits_1_with_the_fault_and_deletes_cleanly(
+        cloud_cli, tmp_path):
+    cli = cloud_cli
+    cli("quota", "set", "demo", "--instances", "0")
+    failed = cli("server", "create", "vm1", "--flavor", "tiny", "--image",
+                 "img", "--wait", check=False)
+    assert failed.returncode == 1
+    assert "build vm1: ReserveQuota running" in failed.stderr
+    last_line = failed.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("vmflow: error: build of server vm1 failed: "
+                                "ReserveQuota failed: quota exceeded")
+    server = as_json(cli("server", "show", "vm1", "-f", "json"))
+    assert (server["vm_state"], server["task_state"]) == ("error", None)
+    assert server["fault"].startswith("ReserveQuota failed: quota exceeded")
+
+    deleted = as_json(cli("server", "delete", "vm1", "--wait", "-f",
+                          "json"))
+    assert deleted["result"] == "success"
+    assert cli("server", "list", "-f", "json").stdout.strip() == "[]"
+    assert table_rows(tmp_path, models.QuotaHold) == []
+    assert table_rows(tmp_path, models.InstanceLock) == []
+
+
+def test_create_wait_runs_inline_and_shows_each_step(cloud_cli):
+    result = cloud_cli("server", "create", "vm1", "--flavor", "tiny",
+                       "--image", "img", "--wait", "-f", "json")
+    server = as_json(result)
+    assert (server["vm_state"], server["power_state"]) == ("active",
+                                                          "running")
+    steps = [line.split(": ")[1] for line in result.stderr.splitlines()]
+    assert steps[0] == "MarkInstanceErrorOnRevert running"
+    assert steps[-1] == "MarkInstanceActive running"
+    assert "StartDomain running" in steps
+
+
+@pytest.mark.parametrize("args, message", [
+    (("server", "create", "vm1", "--flavor", "nope", "--image", "img"),
+     "vmflow: error: flavor 'nope' not found"),
+    (("server", "create", "vm1", "--flavor", "tiny", "--image", "nope"),
+     "vmflow: error: image 'nope' not found"),
+    (("server", "create", "vm1", "--flavor", "tiny", "--image", "img",
+      "--host", "nohost"), "vmflow: error: host 'nohost' not found"),
+    (("server", "create", "../vm1", "--flavor", "tiny", "--image", "img"),
+     "vmflow: error: invalid name '../vm1'"),
+    (("server", "create", "<vm/>", "--flavor", "tiny", "--image", "img"),
+     "vmflow: error: invalid name '<vm/>'"),
+    (("server", "create", "vm1", "--image", "img"),
+     "vmflow server create: error: the following arguments are required: "
+     "--flavor"),
+    (("server", "delete", "ghost"), "vmflow: error: server 'ghost' not "
+     "found"),
+    (("job", "show", "no-such-job"), "vmflow: error: job 'no-such-job' "
+     "not found"),
+])
+def test_bad_input_is_one_line_and_changes_nothing(cloud_cli, tmp_path,
+                                                   args, message):
+    before = {model.__name__: len(table_rows(tmp_path, model))
+              for model in (models.Instance, models.InstanceAction,
+                            models.Job, models.InstanceLock)}
+    result = cloud_cli(*args, check=False)
+    assert result.returncode in (1, 2)
+    assert result.stderr.startswith(message), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    after = {model.__name__: len(table_rows(tmp_path, model))
+             for model in (models.Instance, models.InstanceAction,
+                           models.Job, models.InstanceLock)}
+    assert after == before
