@@ -126,3 +126,25 @@ def record_fault(session, instance_uuid, message, details=None, host=None,
     session.add(fault)
     session.flush()
     return fault.id
+
+
+def mark_error(session, instance_uuid, expected, message, details=None):
+    """ERROR, task_state cleared, and a fault with ``message`` -- unless
+    the instance is deleted. Safe twice: an instance already in ERROR
+    without task_state is left alone and the same fault is not recorded
+    again. Returns False for a deleted instance."""
+    instance = get_instance(session, instance_uuid)
+    if instance["vm_state"] == DELETED:
+        return False
+    if (instance["vm_state"], instance["task_state"]) != (ERROR, None):
+        update_instance(session, instance_uuid, expected, vm_state=ERROR,
+                        task_state=None)
+    message = fault_message(message)
+    latest = session.scalar(
+        sqlalchemy.select(models.InstanceFault.message)
+        .where(models.InstanceFault.instance_uuid == instance_uuid)
+        .order_by(models.InstanceFault.id.desc()).limit(1))
+    if latest != message:
+        record_fault(session, instance_uuid, message, details=details,
+                     host=instance["host"])
+    return True

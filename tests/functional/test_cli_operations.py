@@ -144,3 +144,27 @@ def test_bad_input_is_one_line_and_changes_nothing(cloud_cli, tmp_path,
              for model in (models.Instance, models.InstanceAction,
                            models.Job, models.InstanceLock)}
     assert after == before
+
+
+def test_a_build_whose_revert_fails_ends_error_and_delete_cleans_up(
+        cloud_cli, tmp_path):
+    cli = cloud_cli
+    failed = cli("server", "create", "vm1", "--flavor", "tiny", "--image",
+                 "img", "--wait", check=False,
+                 env={"VMFLOW_FAIL_AT": "StartDomain",
+                      "VMFLOW_FAIL_REVERT_AT": "CreateDisks"})
+    assert failed.returncode == 1
+    assert "build vm1: CreateDisks revert_failure" in failed.stderr
+    server = as_json(cli("server", "show", "vm1", "-f", "json"))
+    # The sentinel's revert never ran; the job's end put it in ERROR.
+    assert (server["vm_state"], server["task_state"]) == ("error", None)
+    assert server["fault"].startswith(
+        "revert failed: CreateDisks (revert): injected fault")
+    # What the failed revert did not give back is still there, visibly.
+    assert len(table_rows(tmp_path, models.Allocation)) == 1
+    assert (tmp_path / "instances" / server["uuid"]).is_dir()
+
+    cli("server", "delete", "vm1", "--wait")
+    assert table_rows(tmp_path, models.Allocation) == []
+    assert table_rows(tmp_path, models.QuotaHold) == []
+    assert not (tmp_path / "instances" / server["uuid"]).exists()

@@ -10,8 +10,10 @@ is never released.
 from taskflow import logging as tf_logging
 from taskflow import states
 
+from vmflow import exception, instances
 from vmflow.engine import actions, locks
 from vmflow.engine import persistence as engine_persistence
+from vmflow.persistence import api
 
 LOG = tf_logging.getLogger(__name__)
 META_KEY = "vmflow"
@@ -45,6 +47,11 @@ def describe_flow(flow_detail):
 def record_job_end(job, persistence, db_engine, dispatch_error=None):
     """Finish the job's instance action and release its instance lock.
 
+    When the flow ended without its sentinel's revert (a revert failed, or
+    the job could not run at all) the instance is put in ERROR with a
+    fault, so it never keeps a task_state; what a failed revert leaked
+    stays for ``vmflow audit`` to report and a delete to remove.
+
     ``dispatch_error``: why the job could not run at all (it is trashed).
     Jobs without vmflow details are left alone.
     """
@@ -55,10 +62,16 @@ def record_job_end(job, persistence, db_engine, dispatch_error=None):
     if dispatch_error is not None:
         result, message = actions.ERROR, (
             f"the job could not run: {dispatch_error}")
+        stranded = True
     else:
         flow_detail = engine_persistence.get_flow_detail(
             persistence, job.details["flow_uuid"])
         result, message = describe_flow(flow_detail)
+        stranded = flow_detail.state == states.FAILURE
+    if stranded:
+        # No sentinel revert ran (a revert failed, or nothing ran at all):
+        # the instance must not keep a task_state after its job ended.
+        _mark_instance_error(db_engine, info["instance_uuid"], message)
     actions.finish_instance_action(db_engine, info["action_id"], result,
                                    message)
     released = locks.release_instance_lock(info["instance_uuid"], job.uuid,
@@ -68,3 +81,14 @@ def record_job_end(job, persistence, db_engine, dispatch_error=None):
                     "released before or taken over as stale)", job.uuid,
                     info["instance_uuid"])
     return result
+
+
+def _mark_instance_error(db_engine, instance_uuid, message):
+    try:
+        with api.session_scope(db_engine.execution_options(
+                sqlite_begin="IMMEDIATE")) as session:
+            instances.mark_error(session, instance_uuid, instances.ANY,
+                                 message)
+    except exception.NotFound:
+        LOG.warning("Instance %s of an ended job no longer exists",
+                    instance_uuid)

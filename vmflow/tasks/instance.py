@@ -1,7 +1,6 @@
 """Tasks that write the instance's own row: its states and faults."""
 from vmflow import instances
 from vmflow.flows import constants
-from vmflow.inventory import servers
 from vmflow.persistence import api, models
 from vmflow.resources import claims
 from vmflow.tasks import base
@@ -30,24 +29,12 @@ class MarkInstanceErrorOnRevert(base.VmflowTask):
 
     def revert(self, result, instance_uuid, flow_failures=None, **kwargs):
         step, failure = base.latest_failure(flow_failures)
-        message = instances.fault_message(
-            f"{step} failed: {failure.exception_str}" if failure
-            else "the operation failed")
-        with api.session_scope() as session:
-            instance = instances.get_instance(session, instance_uuid)
-            if instance["vm_state"] == instances.DELETED:
-                return
-            if (instance["vm_state"], instance["task_state"]) != (
-                    instances.ERROR, None):
-                instances.update_instance(session, instance_uuid,
-                                          self.task_states,
-                                          vm_state=instances.ERROR,
-                                          task_state=None)
-            if servers.latest_fault(session, instance_uuid) != message:
-                instances.record_fault(
-                    session, instance_uuid, message,
-                    details=failure.traceback_str if failure else None,
-                    host=instance["host"])
+        message = (f"{step} failed: {failure.exception_str}" if failure
+                   else "the operation failed")
+        with api.writer_scope() as session:
+            instances.mark_error(
+                session, instance_uuid, self.task_states, message,
+                details=failure.traceback_str if failure else None)
 
 
 class MarkInstanceActive(base.VmflowTask):
@@ -58,7 +45,7 @@ class MarkInstanceActive(base.VmflowTask):
     """
 
     def execute(self, instance_uuid, host_name, power_state):
-        with api.session_scope() as session:
+        with api.writer_scope() as session:
             instance = instances.get_instance(session, instance_uuid)
             if (instance["vm_state"], instance["task_state"],
                     instance["host"]) == (instances.ACTIVE, None, host_name):
@@ -72,7 +59,7 @@ class MarkInstanceActive(base.VmflowTask):
     def revert(self, result, instance_uuid, host_name, **kwargs):
         if base.failed(result):
             return
-        with api.session_scope() as session:
+        with api.writer_scope() as session:
             instance = instances.get_instance(session, instance_uuid)
             if (instance["vm_state"], instance["task_state"],
                     instance["host"]) != (instances.ACTIVE, None, host_name):
@@ -92,7 +79,7 @@ class MarkInstanceDeleting(base.VmflowTask):
     """
 
     def execute(self, instance_uuid):
-        with api.session_scope() as session:
+        with api.writer_scope() as session:
             instance = instances.get_instance(session, instance_uuid)
             if (instance["vm_state"] == instances.DELETED
                     or instance["task_state"] == instances.DELETING):
@@ -130,7 +117,7 @@ class MarkInstanceDeleted(base.VmflowTask):
     """
 
     def execute(self, instance_uuid):
-        with api.session_scope() as session:
+        with api.writer_scope() as session:
             instance = instances.get_instance(session, instance_uuid)
             if instance["vm_state"] == instances.DELETED:
                 return instance
