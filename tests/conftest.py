@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -45,6 +46,20 @@ def write_config(path, sections):
         lines.extend(f"{key} = {value}" for key, value in options.items())
     path.write_text("\n".join(lines) + "\n")
     return str(path)
+
+
+def wait_until(predicate, timeout, what, interval=0.05):
+    """Poll ``predicate`` until it returns a true value (returned), at most
+    ``timeout`` seconds; then raise AssertionError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for "
+                                 f"{what}")
+        time.sleep(interval)
 
 
 class Cli:

@@ -38,6 +38,8 @@ import pytest
 from lxml import etree
 from lxml.builder import E
 
+from tests.conftest import wait_until  # noqa: F401 (re-exported helper)
+
 HERE = pathlib.Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 TESTBED = REPO_ROOT / "tools" / "testbed"
@@ -84,20 +86,6 @@ def run_testbed_script(name, *args, timeout=600):
         _fail(f"{script} {' '.join(args)} exited {result.returncode}:\n"
               f"{output}")
     return result.stdout
-
-
-def wait_until(predicate, timeout, what, interval=0.1):
-    """Poll ``predicate`` until it returns a true value (returned), at most
-    ``timeout`` seconds; then raise AssertionError naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for "
-                                 f"{what}")
-        time.sleep(interval)
 
 
 def _domain_names(uri, prefix=DOMAIN_PREFIX):

@@ -5,12 +5,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 
 import sqlalchemy
 
-from tests.conftest import REPO_ROOT, write_config
+from tests.conftest import REPO_ROOT, wait_until, write_config  # noqa: F401
 from vmflow.engine import persistence as engine_persistence
 from vmflow.persistence import api, migration, models
 
@@ -123,18 +122,6 @@ def start_runner(config_file, *args, name="test-runner", log_path=None,
     finally:
         if log_path:
             log.close()
-
-
-def wait_until(predicate, timeout, what, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for "
-                                 f"{what}")
-        time.sleep(interval)
 
 
 def stop_process(process, sig=signal.SIGTERM, timeout=30):

@@ -1,7 +1,7 @@
 """Engine measurements (not a test): per-task persistence cost of the
 project backend against TaskFlow's stock backend, and job claim latency.
 
-    .venv/bin/python -m tests.functional.engine.bench_engine [sqlite|postgresql]
+    .venv/bin/python -m benchmarks.engine_persistence [sqlite|postgresql]
 
 Prints one line per measurement. PostgreSQL uses a private database,
 dropped afterwards.
