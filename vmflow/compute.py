@@ -14,6 +14,7 @@ from vmflow.engine import posting
 from vmflow.flows import constants
 from vmflow.inventory import get_by_name, servers
 from vmflow.persistence import api, models
+from vmflow.resources import quota
 
 DEFAULT_PROJECT = "demo"
 
@@ -36,7 +37,12 @@ def create_server(name, flavor, image, project=DEFAULT_PROJECT, host=None,
     """
     request_id = posting.new_request_id()
     store = {}
-    with api.session_scope(_writer(conf)) as session:
+    validation.validate_name(name, "server name")
+    validation.validate_name(project, "project name")
+    with api.session_scope(api.get_engine(conf)) as session:
+        # Two creates of one name in a project must not both pass the
+        # name check: they serialise on the project's lock.
+        quota.lock_project(session, project)
         if host is not None:
             validation.validate_name(host, "host name")
             get_by_name(session, models.Host, "host", host)

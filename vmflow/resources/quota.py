@@ -43,6 +43,15 @@ def check_limits(session, project, wanted):
                 in_use=usage[resource], requested=requested)
 
 
+def lock_project(session, project):
+    """Begin the session's transaction holding the project's row lock:
+    what its quota checks and its server-name checks serialise on."""
+    locks.begin_write(session)
+    locks.ensure_row(session, models.ProjectLock, project=project)
+    locks.lock_row(session, models.ProjectLock,
+                   models.ProjectLock.project == project)
+
+
 def reserve(session, consumer_uuid, project, wanted):
     """Hold ``wanted`` (``{instances, cores, ram}``) for the consumer.
 
@@ -50,10 +59,7 @@ def reserve(session, consumer_uuid, project, wanted):
     insert a ``reserved`` hold. Safe to run again: an existing hold of the
     consumer is returned as it is.
     """
-    locks.begin_write(session)
-    locks.ensure_row(session, models.ProjectLock, project=project)
-    locks.lock_row(session, models.ProjectLock,
-                   models.ProjectLock.project == project)
+    lock_project(session, project)
     hold = _get_hold(session, consumer_uuid)
     if hold is None:
         check_limits(session, project, wanted)
