@@ -75,3 +75,17 @@ def session_scope(engine=None):
     with orm.Session(engine, expire_on_commit=False) as session:
         with session.begin():
             yield session
+
+
+def writer_scope(engine=None):
+    """A :func:`session_scope` for a transaction that writes.
+
+    On SQLite it starts ``BEGIN IMMEDIATE``: the write lock is taken (or
+    waited for, up to ``[database] busy_timeout_seconds``) before the first
+    read. A deferred transaction that reads and then writes cannot wait:
+    when another connection wrote after its read began, its first write
+    fails at once with "database is locked". Other databases are not
+    affected.
+    """
+    engine = engine or get_engine()
+    return session_scope(engine.execution_options(sqlite_begin="IMMEDIATE"))

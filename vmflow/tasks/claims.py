@@ -1,5 +1,5 @@
 """Tasks that take and give back resources on hosts (allocations)."""
-from vmflow import instances
+from vmflow import exception, instances
 from vmflow.persistence import api
 from vmflow.resources import claims
 from vmflow.tasks import base
@@ -9,15 +9,28 @@ class ClaimResources(base.VmflowTask):
     """Claim the instance's vcpus, memory and disk on ``host_name``
     (ClaimFailed, a host-level failure, moves the build to the next host).
 
+    The scheduler read the hosts without a lock, so concurrent builds may
+    all have picked a host with room for fewer of them: the claim is the
+    check that counts. On the last of ``host_candidates`` a failed claim
+    raises NoValidHost instead: no host is left to try, as when the
+    scheduler finds none.
+
     Reversion strategy: delete the instance's claim on that host.
     """
 
-    def execute(self, instance_uuid, host_name):
+    def execute(self, instance_uuid, host_name, host_candidates=None):
         with api.session_scope() as session:
             instance = instances.get_instance(session, instance_uuid)
-        with api.session_scope() as session:
-            return claims.claim(session, instance_uuid, host_name,
-                                claims.instance_resources(instance))
+        try:
+            with api.session_scope() as session:
+                return claims.claim(session, instance_uuid, host_name,
+                                    claims.instance_resources(instance))
+        except exception.ClaimFailed as error:
+            if not host_candidates or host_candidates[-1] != host_name:
+                raise
+            reasons = dict.fromkeys(host_candidates[:-1], "already tried")
+            reasons[host_name] = error.kwargs["reason"]
+            raise exception.NoValidHost(reasons) from error
 
     def revert(self, result, instance_uuid, host_name, **kwargs):
         if base.failed(result):

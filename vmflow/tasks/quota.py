@@ -12,12 +12,12 @@ def _load_instance(instance_uuid):
 
 
 def _set_hold_state(instance_uuid, state):
-    with api.session_scope() as session:
+    with api.writer_scope() as session:
         return quota.set_state(session, instance_uuid, state)
 
 
 def _release(instance_uuid):
-    with api.session_scope() as session:
+    with api.writer_scope() as session:
         return quota.release(session, instance_uuid)
 
 
