@@ -77,12 +77,8 @@ def delete_server(name_or_uuid, project=None, conf=vmflow_conf.CONF):
     return Request(instance_uuid, job_uuid, request_id)
 
 
-def _writer(conf):
-    return api.get_engine(conf).execution_options(sqlite_begin="IMMEDIATE")
-
-
 def _fail_unposted_build(conf, instance_uuid, error):
-    with api.session_scope(_writer(conf)) as session:
+    with api.writer_scope(api.get_engine(conf)) as session:
         instances.update_instance(session, instance_uuid,
                                   (instances.SCHEDULING,),
                                   vm_state=instances.ERROR, task_state=None)

@@ -23,11 +23,6 @@ EVENT_INTERRUPTED = "interrupted"
 MESSAGE_LENGTH = 4000
 
 
-def _writer(engine):
-    return api.session_scope(engine.execution_options(
-        sqlite_begin="IMMEDIATE"))
-
-
 def start_instance_action(session, instance_uuid, action, request_id):
     """Insert the action of an operation on ``instance_uuid``; its id."""
     project = session.scalar(
@@ -43,7 +38,7 @@ def start_instance_action(session, instance_uuid, action, request_id):
 
 def finish_instance_action(engine, action_id, result, message=None):
     """Set finish time, result and message once; False if already set."""
-    with _writer(engine) as session:
+    with api.writer_scope(engine) as session:
         updated = session.execute(
             ACTIONS.update()
             .where(ACTIONS.c.id == action_id,
@@ -56,7 +51,7 @@ def finish_instance_action(engine, action_id, result, message=None):
 def finish_unfinished_action(engine, instance_uuid, request_id, result,
                              message):
     """Finish the action a stale lock left behind (by its request id)."""
-    with _writer(engine) as session:
+    with api.writer_scope(engine) as session:
         session.execute(
             ACTIONS.update()
             .where(ACTIONS.c.instance_uuid == instance_uuid,
@@ -87,7 +82,7 @@ def start_event(engine, action_id, event, host=None):
     closed as ``interrupted`` (the task runs again now).
     """
     now = models.utcnow()
-    with _writer(engine) as session:
+    with api.writer_scope(engine) as session:
         session.execute(
             EVENTS.update()
             .where(EVENTS.c.action_id == action_id, EVENTS.c.event == event,
@@ -99,7 +94,7 @@ def start_event(engine, action_id, event, host=None):
 
 
 def finish_event(engine, event_id, result, traceback=None):
-    with _writer(engine) as session:
+    with api.writer_scope(engine) as session:
         session.execute(
             EVENTS.update().where(EVENTS.c.id == event_id)
             .values(finish_time=models.utcnow(), result=result,
@@ -123,7 +118,7 @@ def mark_event_reverted(engine, action_id, event):
         return False
     if row.result == EVENT_FAILURE:
         return True
-    with _writer(engine) as session:
+    with api.writer_scope(engine) as session:
         session.execute(EVENTS.update().where(EVENTS.c.id == row.id).values(
             finish_time=models.utcnow(), result=EVENT_REVERTED))
     return True

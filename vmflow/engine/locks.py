@@ -20,11 +20,6 @@ class _LockHeld(Exception):
     """The lock row exists (internal: raised to roll the transaction back)."""
 
 
-def _writer(engine):
-    return api.session_scope(engine.execution_options(
-        sqlite_begin="IMMEDIATE"))
-
-
 def get_lock(engine, instance_uuid):
     with api.session_scope(engine) as session:
         return session.execute(sqlalchemy.select(LOCKS).where(
@@ -70,7 +65,7 @@ def take_lock(engine, instance_uuid, action, job_uuid, request_id,
 def _insert_lock(engine, instance_uuid, action, job_uuid, request_id,
                  on_taken):
     try:
-        with _writer(engine) as session:
+        with api.writer_scope(engine) as session:
             session.execute(LOCKS.insert().values(
                 instance_uuid=instance_uuid, action=action,
                 job_uuid=job_uuid, request_id=request_id,
@@ -84,7 +79,7 @@ def _insert_lock(engine, instance_uuid, action, job_uuid, request_id,
 
 def delete_lock(engine, instance_uuid, job_uuid):
     """Delete the lock if ``job_uuid`` still holds it; True if it did."""
-    with _writer(engine) as session:
+    with api.writer_scope(engine) as session:
         result = session.execute(LOCKS.delete().where(
             LOCKS.c.instance_uuid == instance_uuid,
             LOCKS.c.job_uuid == job_uuid))

@@ -85,8 +85,7 @@ def record_job_end(job, persistence, db_engine, dispatch_error=None):
 
 def _mark_instance_error(db_engine, instance_uuid, message):
     try:
-        with api.session_scope(db_engine.execution_options(
-                sqlite_begin="IMMEDIATE")) as session:
+        with api.writer_scope(db_engine) as session:
             instances.mark_error(session, instance_uuid, instances.ANY,
                                  message)
     except exception.NotFound:

@@ -68,6 +68,9 @@ def check_schema(engine=None):
 
 @contextlib.contextmanager
 def ready_session():
+    """A writing session on a database at the current schema (the CLI's:
+    commands that check and then write must not fail with "database is
+    locked" while runners write to the same SQLite file)."""
     check_schema()
-    with api.session_scope() as session:
+    with api.writer_scope() as session:
         yield session

@@ -60,8 +60,7 @@ def _sync(url):
 def writer(engine):
     """A session whose transaction takes SQLite's write lock up front (a
     deferred one that reads first fails at once when a runner wrote)."""
-    return api.session_scope(engine.execution_options(
-        sqlite_begin="IMMEDIATE"))
+    return api.writer_scope(engine)
 
 
 def add_instance(engine, name=None):
