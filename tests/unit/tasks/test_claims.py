@@ -52,6 +52,23 @@ def test_a_full_host_fails_the_claim_naming_the_host(cloud, conf, uuid):
     assert allocations(cloud, other) == []
 
 
+def test_a_full_last_candidate_means_no_valid_host(cloud, conf, uuid):
+    cloud.add_host("small", vcpus=1, memory_mb=100)
+    ClaimResources().execute(instance_uuid=uuid, host_name="small")
+    other = cloud.create_instance("vm2")["uuid"]
+    # Not the last candidate: a host-level failure, the next host is tried.
+    with pytest.raises(exception.ClaimFailed):
+        ClaimResources().execute(instance_uuid=other, host_name="small",
+                                 host_candidates=["small", "host1"])
+    with pytest.raises(exception.NoValidHost) as caught:
+        ClaimResources().execute(instance_uuid=other, host_name="small",
+                                 host_candidates=["host1", "small"])
+    assert not isinstance(caught.value, exception.RescheduleableError)
+    assert "host1: already tried" in str(caught.value)
+    assert "small: needs 64 memory_mb, 36 free" in str(caught.value)
+    assert allocations(cloud, other) == []
+
+
 def test_a_claim_uses_the_scheduler_allocation_ratios(cloud, conf, uuid):
     cloud.add_host("small", vcpus=1, memory_mb=64)
     conf.set_override("ram_allocation_ratio", 2.0, group="scheduler")
