@@ -11,6 +11,12 @@ A claim carries an expiry (``[jobboard] claim_expiry_seconds``), renewed by
 passed counts as unclaimed: any runner may take the job over. Times are the
 posting/claiming process's UTC clock; runners on several machines need
 synchronised clocks (an offset delays or hastens takeovers by as much).
+A runner need not wait for the claims of a runner it knows is dead:
+:meth:`SQLJobBoard.expire_dead_claims` ends at once the claims whose owner
+a predicate it is given declares dead (the runner's: a process of this
+machine that no longer exists, see :func:`vmflow.engine.runner.
+owner_is_dead`). The Redis board has no such shortcut: there a dead
+runner's jobs wait for its claims to expire.
 
 Consumed and trashed jobs stay in the table (states ``COMPLETE`` and
 ``TRASH``) as history for ``vmflow job show``; they are no longer on the
@@ -314,7 +320,7 @@ class SQLJobBoard(base.JobBoard):
             JOBS.c.state == states.UNCLAIMED,
             sqlalchemy.and_(JOBS.c.state == states.CLAIMED,
                             JOBS.c.claim_expires_at <= now))
-        if self._swap(job, claimable, state=states.CLAIMED, owner=who,
+        if self._swap(job.uuid, claimable, state=states.CLAIMED, owner=who,
                       claim_expires_at=now + datetime.timedelta(
                           seconds=expiry)):
             job.claimed_by = who
@@ -330,7 +336,7 @@ class SQLJobBoard(base.JobBoard):
     def extend_claim(self, job, who, expiry=None):
         """Renew ``who``'s claim on ``job``; False if ``who`` lost it."""
         expiry = self._claim_expiry if expiry is None else float(expiry)
-        return self._swap(job, self._held_by(who),
+        return self._swap(job.uuid, self._held_by(who),
                           claim_expires_at=_in(expiry))
 
     @base.check_who
@@ -347,6 +353,26 @@ class SQLJobBoard(base.JobBoard):
     def trash(self, job, who):
         self._finish(job, who, "trash", state=TRASH, claim_expires_at=None)
 
+    def expire_dead_claims(self, is_dead):
+        """End now the live claims whose owner ``is_dead(owner)`` says is
+        dead, so that any runner may take their jobs over at once instead
+        of after the claim expiry. Returns the uuids of those jobs.
+
+        Each claim is ended by a compare-and-swap on its owner: a claim
+        taken over meanwhile is left alone.
+        """
+        now = _now()
+        with self._reader() as connection:
+            claimed = connection.execute(
+                sqlalchemy.select(JOBS.c.uuid, JOBS.c.owner).where(
+                    self._where_on_board(), JOBS.c.state == states.CLAIMED,
+                    JOBS.c.claim_expires_at > now)).all()
+        return [job_uuid for job_uuid, owner in claimed
+                if is_dead(owner) and self._swap(
+                    job_uuid, sqlalchemy.and_(self._held_by(owner),
+                                              JOBS.c.claim_expires_at > now),
+                    claim_expires_at=now)]
+
     def _held_by(self, who):
         # An expired claim still belongs to its owner until someone else
         # takes the job over: it may finish (consume) what it started.
@@ -354,7 +380,7 @@ class SQLJobBoard(base.JobBoard):
                                JOBS.c.owner == who)
 
     def _finish(self, job, who, verb, **values):
-        if self._swap(job, self._held_by(who), **values):
+        if self._swap(job.uuid, self._held_by(who), **values):
             job.claimed_by = None
             return
         row = self.fetch_row(job.uuid)
@@ -367,13 +393,13 @@ class SQLJobBoard(base.JobBoard):
         raise tf_exc.JobFailure(f"cannot {verb} job {job.uuid}: it is "
                                 f"claimed by {row.owner}, not {who}")
 
-    def _swap(self, job, expected, **values):
-        """One compare-and-swap UPDATE of ``job``'s row; True if it hit."""
+    def _swap(self, job_uuid, expected, **values):
+        """One compare-and-swap UPDATE of a job's row; True if it hit."""
         values["updated_at"] = _now()
         with self._writer() as connection:
             result = connection.execute(
                 JOBS.update()
-                .where(self._where_on_board(), JOBS.c.uuid == job.uuid,
+                .where(self._where_on_board(), JOBS.c.uuid == job_uuid,
                        expected)
                 .values(**values))
             return result.rowcount == 1

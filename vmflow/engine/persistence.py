@@ -12,6 +12,13 @@ process and database by :func:`get_persistence`.
 The backend is given the engine object, never the URL: its ``conf`` holds
 the URL with the password masked, so nothing TaskFlow logs or stores can
 leak the database password.
+
+Its connections also load retry histories correctly: TaskFlow 6.5's
+``RetryDetail.from_dict`` reuses one variable for an attempt's value and
+its failures, so every attempt that failed comes back from the database
+with its last failure (a dict) in place of the value the retry provided.
+A runner resuming a build reverted after a host failure would hand
+``RetryOnNextHost``'s failure, not the host name, to every task it reverts.
 """
 import contextlib
 import threading
@@ -19,12 +26,29 @@ import threading
 import sqlalchemy
 from taskflow.persistence.backends import impl_sqlalchemy
 from taskflow.persistence.backends.sqlalchemy import tables as tf_tables
+from taskflow.persistence import models as tf_models
+from taskflow.types import failure as ft
 
 from vmflow import conf as vmflow_conf
 from vmflow.persistence import api
 
 _backends = {}
 _backends_lock = threading.Lock()
+
+
+class _Converter(impl_sqlalchemy._Alchemist):
+    """TaskFlow's row converter, decoding retry histories right (see the
+    module docstring)."""
+
+    @staticmethod
+    def convert_atom_detail(row):
+        detail = impl_sqlalchemy._Alchemist.convert_atom_detail(row)
+        if isinstance(detail, tf_models.RetryDetail):
+            detail.results = [
+                (value, {name: ft.Failure.from_dict(failure)
+                         for name, failure in failures.items()})
+                for value, failures in row["results"] or ()]
+        return detail
 
 
 class _SharedTablesConnection(impl_sqlalchemy.Connection):
@@ -40,7 +64,7 @@ class _SharedTablesConnection(impl_sqlalchemy.Connection):
         self._engine = backend.engine
         self._metadata = backend.metadata
         self._tables = backend.tables
-        self._converter = impl_sqlalchemy._Alchemist(self._tables)
+        self._converter = _Converter(self._tables)
 
 
 class ProjectDatabaseBackend(impl_sqlalchemy.SQLAlchemyBackend):

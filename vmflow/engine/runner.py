@@ -18,7 +18,12 @@ with vmflow's additions:
 suspend after their current step and their jobs are abandoned for another
 runner. :class:`Runner` adds the board connection, the runner heartbeat
 (``register_entity`` every third of the claim expiry, so ``--wait`` can tell
-whether any runner is alive) and the ``--max-jobs``/``--once`` limits.
+whether any runner is alive) and the ``--max-jobs``/``--once`` limits. On
+the SQL board it takes over at once, when it starts and at each heartbeat,
+the jobs claimed by a runner of this machine that no longer exists
+(:func:`owner_is_dead`): a runner restarted after SIGKILL resumes its jobs
+without waiting for their claims to expire. The Redis board keeps the
+expiry-only behaviour.
 :func:`run_job_inline` runs one job in the calling process.
 """
 from concurrent import futures
@@ -47,6 +52,30 @@ ENGINES = {"serial": "serial", "threaded": "parallel"}
 def runner_identity(name):
     """The claim owner name of this process: ``name@host:pid``."""
     return f"{name}@{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_is_dead(owner):
+    """True when claim owner ``owner`` (``name@host:pid``, see
+    :func:`runner_identity`) is a process of this machine that no longer
+    exists. An owner on another machine, an owner in another form, and a
+    process this one may not signal (alive) are not dead; a pid reused by
+    a new process, or a dead runner its parent has not reaped yet, only
+    delays the takeover until the claim expires. Runners that share a host
+    name must share a pid namespace (not so: containers given the host's
+    name), else one would take a live runner's jobs over.
+    """
+    _name, at, place = (owner or "").rpartition("@")
+    host, _colon, pid = place.rpartition(":")
+    if (not at or host != socket.gethostname() or not pid.isdigit()
+            or int(pid) <= 0):
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's process
+        pass
+    return False
 
 
 def engine_options(conf, task_pool=None):
@@ -272,6 +301,7 @@ class Runner:
         heartbeat = threading.Thread(target=self._heartbeat, daemon=True,
                                      name="runner-heartbeat")
         self.board.register_entity(self.conductor.conductor)
+        self._take_over_dead_claims()
         heartbeat.start()
         LOG.info("Runner %s is claiming jobs", self.who)
         try:
@@ -292,11 +322,21 @@ class Runner:
         LOG.info("Runner %s is stopping", self.who)
         self.conductor.stop()
 
+    def _take_over_dead_claims(self):
+        """End the claims of this machine's dead runners (SQL board)."""
+        expire = getattr(self.board, "expire_dead_claims", None)
+        if expire is None:
+            return
+        for job_uuid in expire(owner_is_dead):
+            LOG.info("Job %s was claimed by a runner of this machine that "
+                     "no longer runs: it may be taken over now", job_uuid)
+
     def _heartbeat(self):
         interval = self.board.claim_expiry / 3.0
         while not self._stopped.wait(interval):
             try:
                 self.board.register_entity(self.conductor.conductor)
+                self._take_over_dead_claims()
             except Exception:  # the board is unreachable: try next time
                 LOG.exception("Runner heartbeat failed; retrying in %.1fs",
                               interval)

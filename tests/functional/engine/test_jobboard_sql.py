@@ -1,4 +1,6 @@
 """The embedded SQL job board on SQLite, PostgreSQL and MariaDB."""
+import socket
+import subprocess
 import threading
 import time
 
@@ -9,7 +11,8 @@ from taskflow.jobs import base
 from taskflow.persistence import models as tf_models
 from taskflow.types import entity
 
-from vmflow.engine import jobboard_sql
+from tests.functional.engine import helpers, sample_flows
+from vmflow.engine import jobboard_sql, posting, runner
 from vmflow.persistence import api
 
 CLAIM_RACE_JOBS = 50
@@ -117,6 +120,62 @@ def test_an_expired_claim_is_taken_over(sql_board):
     with pytest.raises(tf_exc.JobFailure):
         sql_board.consume(job, "dead-runner")
     sql_board.consume(job, "runner-b")
+
+
+def dead_pid():
+    """The pid of a process of this machine that exited and was reaped."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_claims_of_dead_local_runners_are_taken_over_at_once(sql_board):
+    here = socket.gethostname()
+    pid = dead_pid()
+    owners = {"dead": f"runner@{here}:{pid}",
+              "alive": runner.runner_identity("runner"),
+              "elsewhere": f"runner@not-{here}:{pid}",
+              "not-a-runner": "runner-a"}
+    jobs = {}
+    for what, owner in owners.items():
+        jobs[what] = sql_board.post(what)
+        sql_board.claim(jobs[what], owner)
+    assert list(sql_board.iterjobs(only_unclaimed=True)) == []
+    assert runner.owner_is_dead(owners["dead"])
+    assert not any(runner.owner_is_dead(owners[what])
+                   for what in ("alive", "elsewhere", "not-a-runner"))
+    assert not runner.owner_is_dead(f"runner@{here}:0")
+
+    assert sql_board.expire_dead_claims(runner.owner_is_dead) == [
+        jobs["dead"].uuid]
+    assert sql_board.expire_dead_claims(runner.owner_is_dead) == []
+    assert [job.uuid for job in sql_board.iterjobs(only_unclaimed=True)] \
+        == [jobs["dead"].uuid]
+    assert jobs["dead"].state == states.UNCLAIMED
+    assert sql_board.find_owner(jobs["dead"]) is None
+    sql_board.claim(jobs["dead"], "runner-b")
+    assert sql_board.find_owner(jobs["dead"]) == "runner-b"
+    for what in ("alive", "elsewhere", "not-a-runner"):
+        assert sql_board.find_owner(jobs[what]) == owners[what]
+        with pytest.raises(tf_exc.UnclaimableJob):
+            sql_board.claim(jobs[what], "runner-b")
+
+
+def test_a_starting_runner_runs_at_once_the_jobs_of_a_dead_local_runner(
+        conf, any_db, sql_board, tmp_path):
+    instance = helpers.add_instance(any_db)
+    job_uuid = posting.post_operation(
+        sample_flows.SAMPLE_ACTION, instance, sample_flows.QUICK,
+        {"trace_file": str(tmp_path / "trace")}, conf=conf)
+    dead = f"runner@{socket.gethostname()}:{dead_pid()}"
+    sql_board.claim(sql_board.find_job(job_uuid), dead)
+    started = time.monotonic()
+    finished = runner.Runner("restarted", conf, drain=True).run()
+    assert [uuid for uuid, _result in finished] == [job_uuid]
+    assert time.monotonic() - started < sql_board.claim_expiry
+    row = sql_board.fetch_row(job_uuid)
+    assert row.state == states.COMPLETE
+    assert row.owner.startswith("restarted@")
 
 
 def test_extend_claim_keeps_the_claim_alive(sql_board):

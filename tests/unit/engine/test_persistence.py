@@ -3,6 +3,7 @@ import sqlalchemy
 from taskflow import engines, states
 from taskflow.persistence.backends.sqlalchemy import tables as tf_tables
 from taskflow.patterns import linear_flow
+from taskflow import retry
 from taskflow import task
 
 from vmflow.engine import persistence as engine_persistence
@@ -11,6 +12,12 @@ from vmflow.engine import persistence as engine_persistence
 class Add(task.Task):
     def execute(self, x):
         return x + 1
+
+
+class FailOnFirstHost(task.Task):
+    def execute(self, host):
+        if host == "host1":
+            raise ValueError(f"{host} is broken")
 
 
 def test_one_backend_per_process_and_database(conf, db_engine):
@@ -60,3 +67,23 @@ def test_the_database_password_is_not_in_the_backend_conf():
     backend = engine_persistence.ProjectDatabaseBackend(engine)
     assert "s3cr3t" not in repr(backend._conf)
     assert "s3cr3t" not in repr(backend.engine)
+
+
+def test_retry_histories_load_with_the_values_the_retry_provided(
+        conf, db_engine):
+    """TaskFlow 6.5 alone loads a failed attempt with its failure in place
+    of its value (what a resumed flow would then provide)."""
+    backend = engine_persistence.get_persistence(conf)
+    flow = linear_flow.Flow("on-hosts", retry=retry.ForEach(
+        ["host1", "host2"], name="hosts", provides="host"))
+    flow.add(FailOnFirstHost("place"))
+    engine = engines.load(flow, backend=backend)
+    engine.run()
+    detail = engine_persistence.get_flow_detail(backend,
+                                                engine.storage.flow_uuid)
+    history = next(atom for atom in detail if atom.name == "hosts").results
+    assert [value for value, _failures in history] == ["host1", "host2"]
+    failure = history[0][1]["place"]
+    assert failure.check(ValueError) and failure.exception_str == (
+        "host1 is broken")
+    assert history[1][1] == {}
