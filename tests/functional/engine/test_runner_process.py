@@ -79,7 +79,7 @@ def test_sigkill_mid_flow_then_restart_resumes_from_the_saved_step(
     assert dict(operations.flow_steps(job.uuid, conf))["first"] == "SUCCESS"
 
     job.gate.touch()
-    second = job.start("--max-jobs", "1")  # takes over once the claim expires
+    second = job.start("--max-jobs", "1")  # takes the dead runner's claim over
     finish(second, job.log)
     counts = assert_completed_once_each(db, job, trace_file, conf)
     assert counts["execute:wait"] == 2  # RUNNING when killed: runs again
