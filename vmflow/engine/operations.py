@@ -72,10 +72,10 @@ def operation_status(job_uuid, conf=vmflow_conf.CONF):
 def any_runner_alive(conf=vmflow_conf.CONF, board=None):
     """True when a ``vmflow-engine`` heartbeat on the board is current."""
     if board is not None:
-        return bool(board.alive_entities())
+        return bool(runner.live_runners(board))
     board = jobboard.get_jobboard(conf)
     try:
-        return bool(board.alive_entities())
+        return bool(runner.live_runners(board))
     finally:
         board.close()
 
@@ -99,7 +99,7 @@ def wait_for_operation(job_uuid, conf=vmflow_conf.CONF, on_progress=None,
             if status.finished:
                 return status
             _report_new_steps(status, reported, on_progress)
-            if run_inline and not board.alive_entities():
+            if run_inline and not runner.live_runners(board):
                 if _run_inline_unless_claimed(job_uuid, conf, on_progress):
                     continue
             if deadline is not None and time.monotonic() >= deadline:

@@ -323,13 +323,7 @@ class Runner:
         self.conductor.stop()
 
     def _take_over_dead_claims(self):
-        """End the claims of this machine's dead runners (SQL board)."""
-        expire = getattr(self.board, "expire_dead_claims", None)
-        if expire is None:
-            return
-        for job_uuid in expire(owner_is_dead):
-            LOG.info("Job %s was claimed by a runner of this machine that "
-                     "no longer runs: it may be taken over now", job_uuid)
+        take_over_dead_claims(self.board)
 
     def _heartbeat(self):
         interval = self.board.claim_expiry / 3.0
@@ -340,6 +334,23 @@ class Runner:
             except Exception:  # the board is unreachable: try next time
                 LOG.exception("Runner heartbeat failed; retrying in %.1fs",
                               interval)
+
+
+def take_over_dead_claims(board):
+    """End the claims of this machine's dead runners (SQL board only)."""
+    expire = getattr(board, "expire_dead_claims", None)
+    if expire is None:
+        return
+    for job_uuid in expire(owner_is_dead):
+        LOG.info("Job %s was claimed by a runner of this machine that no "
+                 "longer runs: it may be taken over now", job_uuid)
+
+
+def live_runners(board):
+    """Names of the runners whose heartbeat is current, less those of
+    this machine whose process is gone."""
+    return [name for name in board.alive_entities()
+            if not owner_is_dead(name)]
 
 
 def run_job_inline(job_uuid, conf=vmflow_conf.CONF, on_progress=None,
@@ -356,6 +367,7 @@ def run_job_inline(job_uuid, conf=vmflow_conf.CONF, on_progress=None,
         job = board.find_job(job_uuid)
         if job is None:
             return False
+        take_over_dead_claims(board)
         who = runner_identity(name)
         board.claim(job, who)
         factories = ()

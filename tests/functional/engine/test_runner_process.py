@@ -92,6 +92,33 @@ def test_sigkill_mid_flow_then_restart_resumes_from_the_saved_step(
                        ("last", actions.EVENT_SUCCESS)]
 
 
+def test_wait_runs_inline_at_once_after_the_runner_was_killed(
+        conf, db, gated_job, trace_file, tmp_path):
+    """``--wait`` does not wait for a dead local runner's heartbeat or
+    claim to expire (here a minute): it takes the job over and runs it
+    in-process."""
+    job = gated_job
+    long_expiry = 60
+    conf.set_override("claim_expiry_seconds", long_expiry, group="jobboard")
+    config = helpers.runner_config(
+        tmp_path / "long.conf", tmp_path / "state", conf.database.connection,
+        conf.jobboard.namespace, long_expiry)
+    first = helpers.start_runner(config, "--max-jobs", "1", name="runner",
+                                 log_path=tmp_path / "long.log")
+    wait_for_step(trace_file, "execute:wait", first, job.log)
+    first.send_signal(signal.SIGKILL)
+    assert first.wait(timeout=10) == -signal.SIGKILL
+    job.gate.touch()
+
+    status = operations.wait_for_operation(job.uuid, conf,
+                                           timeout=long_expiry / 2,
+                                           poll_interval=0.1)
+    assert status.succeeded, status
+    row, = helpers.rows(db, models.Job, uuid=job.uuid)
+    assert row.owner.startswith("inline@"), row.owner
+    assert_completed_once_each(db, job, trace_file, conf)
+
+
 def test_sigterm_abandons_the_job_and_another_runner_completes_it(
         conf, db, gated_job, trace_file):
     job = gated_job
