@@ -2,44 +2,23 @@
 
 Each server test creates its own database and drops it afterwards.
 """
-import uuid
-
 import pytest
 import sqlalchemy
 from alembic import autogenerate, migration as alembic_migration
 
+from tests import databases
 from vmflow.persistence import api, migration, models
 
 TASKFLOW_TABLES = {"logbooks", "flowdetails", "atomdetails"}
-SERVER_URLS = {
-    "postgresql": "postgresql+psycopg2://postgres@127.0.0.1:5432/{db}",
-    "mariadb": "mysql+pymysql://root@127.0.0.1:3306/{db}",
-}
-ADMIN_DB = {"postgresql": "postgres", "mariadb": "mysql"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def empty_database(request, tmp_path, conf):
-    kind = request.param
-    if kind == "sqlite":
-        engine = api.create_engine(f"sqlite:///{tmp_path}/migrate.sqlite")
+    with databases.private_database(request.param, tmp_path,
+                                    sync=False) as url:
+        engine = api.create_engine(url)
         yield engine
         engine.dispose()
-        return
-    name = "vmflow_test_" + uuid.uuid4().hex[:12]
-    admin = sqlalchemy.create_engine(
-        SERVER_URLS[kind].format(db=ADMIN_DB[kind]),
-        isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    engine = api.create_engine(SERVER_URLS[kind].format(db=name))
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f"DROP DATABASE {name}")
-        admin.dispose()
 
 
 def table_names(engine):

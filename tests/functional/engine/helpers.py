@@ -1,6 +1,5 @@
 """Helpers of the engine tests: private server databases, instance rows,
 runner processes."""
-import contextlib
 import os
 import signal
 import subprocess
@@ -9,52 +8,15 @@ import uuid
 
 import sqlalchemy
 
+from tests import databases
 from tests.conftest import REPO_ROOT, wait_until, write_config  # noqa: F401
-from vmflow.engine import persistence as engine_persistence
-from vmflow.persistence import api, migration, models
+from vmflow.persistence import api, models
 
-SERVER_URLS = {
-    "postgresql": "postgresql+psycopg2://postgres@127.0.0.1:5432/{db}",
-    "mariadb": "mysql+pymysql://root@127.0.0.1:3306/{db}",
-}
-ADMIN_DB = {"postgresql": "postgres", "mariadb": "mysql"}
-DROP = {"postgresql": "DROP DATABASE {db} WITH (FORCE)",
-        "mariadb": "DROP DATABASE {db}"}
 ENGINE_BIN = os.path.join(os.path.dirname(sys.executable), "vmflow-engine")
 
 
-@contextlib.contextmanager
-def private_database(kind, folder):
-    """The URL of a new database at the current schema; dropped after."""
-    if kind == "sqlite":
-        url = f"sqlite:///{folder}/engine-tests.sqlite"
-        _sync(url)
-        yield url
-        return
-    name = "vmflow_engine_" + uuid.uuid4().hex[:12]
-    admin = sqlalchemy.create_engine(
-        SERVER_URLS[kind].format(db=ADMIN_DB[kind]),
-        isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    url = SERVER_URLS[kind].format(db=name)
-    try:
-        _sync(url)
-        yield url
-    finally:
-        api.dispose_engines()
-        engine_persistence.forget_persistence()
-        with admin.connect() as connection:
-            connection.exec_driver_sql(DROP[kind].format(db=name))
-        admin.dispose()
-
-
-def _sync(url):
-    engine = api.create_engine(url)
-    try:
-        migration.db_sync(engine)
-    finally:
-        engine.dispose()
+private_database = databases.private_database
+_sync = databases.sync_schema
 
 
 def writer(engine):
