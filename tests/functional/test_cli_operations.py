@@ -3,6 +3,7 @@ list``/``job show`` and the errors they give, through the installed CLI
 and a real ``vmflow-engine``, on SQLite and libvirt's test driver."""
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import pytest
 import sqlalchemy
 
 from tests.cloud import image_file  # noqa: F401 (fixture)
+from tests.conftest import wait_until
 from vmflow.persistence import api, models
 
 ENGINE_BIN = os.path.join(os.path.dirname(sys.executable), "vmflow-engine")
@@ -38,6 +40,17 @@ def table_rows(tmp_path, model):
         engine.dispose()
 
 
+def _runner_registered(cli):
+    engine = api.create_engine(
+        f"sqlite:///{os.path.dirname(cli.config_file)}/state/vmflow.sqlite")
+    try:
+        with api.session_scope(engine) as session:
+            return session.scalar(sqlalchemy.select(models.Job.uuid).where(
+                models.Job.state == "REGISTERED")) is not None
+    finally:
+        engine.dispose()
+
+
 def as_json(result):
     return json.loads(result.stdout)
 
@@ -45,8 +58,12 @@ def as_json(result):
 def test_posted_build_waits_for_a_runner_and_refuses_a_second_operation(
         cloud_cli, tmp_path):
     cli = cloud_cli
-    posted = as_json(cli("server", "create", "vm1", "--flavor", "tiny",
-                         "--image", "img", "-f", "json"))
+    result = cli("server", "create", "vm1", "--flavor", "tiny", "--image",
+                 "img", "-f", "json")
+    posted = as_json(result)
+    assert result.stderr == (
+        f"vmflow: note: no vmflow-engine is running; job {posted['job']} "
+        "waits until one runs (or use --wait to run it here)\n")
     jobs = as_json(cli("job", "list", "-f", "json"))
     assert [(job["uuid"], job["action"], job["state"]) for job in jobs] == [
         (posted["job"], "build", "UNCLAIMED")]
@@ -75,6 +92,27 @@ def test_posted_build_waits_for_a_runner_and_refuses_a_second_operation(
     server = as_json(cli("server", "show", "vm1", "-f", "json"))
     assert (server["vm_state"], server["host"]) == ("active", "h1")
     assert table_rows(tmp_path, models.InstanceLock) == []
+
+
+def test_with_a_runner_alive_the_posted_build_runs_there(cloud_cli):
+    cli = cloud_cli
+    runner = subprocess.Popen(
+        [ENGINE_BIN, "--config-file", cli.config_file, "--name", "bg"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: _runner_registered(cli), 60,
+                   "the runner's heartbeat")
+        result = cli("server", "create", "vm1", "--flavor", "tiny",
+                     "--image", "img", "-f", "json")
+        assert result.stderr == ""  # no note: a runner will run it
+        job = as_json(result)["job"]
+        wait_until(lambda: as_json(cli("job", "show", job, "-f", "json"))[
+            "result"] == "success", 60, "the runner to build vm1")
+    finally:
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(timeout=60) == 0
+    server = as_json(cli("server", "show", "vm1", "-f", "json"))
+    assert server["vm_state"] == "active"
 
 
 def test_a_failed_build_exits_1_with_the_fault_and_deletes_cleanly(

@@ -35,7 +35,14 @@ def wait_for(command, request, action, server):
                                     reason=fault or status.message)
 
 
-def posted(request):
-    """What a command prints about an operation it did not wait for."""
+NO_RUNNER_NOTE = ("vmflow: note: no vmflow-engine is running; job {job} "
+                  "waits until one runs (or use --wait to run it here)\n")
+
+
+def posted(command, request):
+    """What a command prints about an operation it did not wait for (and a
+    note on stderr when no runner will pick it up)."""
+    if not operations.any_runner_alive():
+        command.app.stderr.write(NO_RUNNER_NOTE.format(job=request.job_uuid))
     return {"instance_uuid": request.instance_uuid,
             "job": request.job_uuid, "request_id": request.request_id}

@@ -74,7 +74,7 @@ class CreateServer(base.ShowOne):
             parsed_args.name, parsed_args.flavor, parsed_args.image,
             parsed_args.project, parsed_args.host)
         if not parsed_args.wait:
-            return base.as_show(cli_operations.posted(request))
+            return base.as_show(cli_operations.posted(self, request))
         cli_operations.wait_for(self, request, "build", parsed_args.name)
         with self.session() as session:
             return base.as_show(servers.show_server(
@@ -96,7 +96,7 @@ class DeleteServer(base.ShowOne):
         request = compute.delete_server(parsed_args.name,
                                         parsed_args.project)
         if not parsed_args.wait:
-            return base.as_show(cli_operations.posted(request))
+            return base.as_show(cli_operations.posted(self, request))
         status = cli_operations.wait_for(self, request, "delete",
                                          parsed_args.name)
         return base.as_show({"instance_uuid": request.instance_uuid,
