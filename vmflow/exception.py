@@ -142,3 +142,14 @@ class OperationTimeout(VmflowError):
 
 class OperationFailed(VmflowError):
     msg_fmt = "%(action)s of server %(server)s failed: %(reason)s"
+
+
+class OperationInterrupted(VmflowError):
+    msg_fmt = ("interrupted: job %(job)s stopped after its current step and "
+               "was left on the job board; a vmflow-engine resumes it (see "
+               "'vmflow job show %(job)s')")
+
+
+class StoppedWaiting(VmflowError):
+    msg_fmt = ("stopped waiting: job %(job)s goes on in a vmflow-engine; "
+               "see 'vmflow job show %(job)s'")

@@ -25,8 +25,11 @@ def wait_for(command, request, action, server):
                                      f"{state.lower()}\n")
             command.app.stderr.flush()
 
-    status = operations.wait_for_operation(request.job_uuid,
-                                           on_progress=show_step)
+    try:
+        status = operations.wait_for_operation(request.job_uuid,
+                                               on_progress=show_step)
+    except KeyboardInterrupt:
+        raise exception.StoppedWaiting(job=request.job_uuid) from None
     if status.succeeded:
         return status
     with command.session() as session:

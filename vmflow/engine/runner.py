@@ -26,9 +26,11 @@ without waiting for their claims to expire. The Redis board keeps the
 expiry-only behaviour.
 :func:`run_job_inline` runs one job in the calling process.
 """
+import contextlib
 from concurrent import futures
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -40,6 +42,7 @@ from taskflow.types import entity as tf_entity
 from taskflow.types import timing as tf_timing
 
 from vmflow import conf as vmflow_conf
+from vmflow import exception
 from vmflow.engine import jobboard, listeners, outcome
 from vmflow.engine import persistence as engine_persistence
 
@@ -353,12 +356,35 @@ def live_runners(board):
             if not owner_is_dead(name)]
 
 
+@contextlib.contextmanager
+def _suspend_on_sigint(conductor):
+    """While a job runs inline in the main thread, SIGINT (Ctrl-C) stops
+    the conductor: the engine suspends after the current step and the job
+    is abandoned for a runner, as on a runner's SIGTERM. Yields an event
+    set when that happened."""
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+
+    def _stop(_signum, _frame):
+        interrupted.set()
+        conductor.stop()
+
+    previous = signal.signal(signal.SIGINT, _stop)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_job_inline(job_uuid, conf=vmflow_conf.CONF, on_progress=None,
                    name="inline"):
     """Claim job ``job_uuid`` and run it in this process (``--wait`` with
     no runner alive). Returns False when the job is no longer on the board
     (it ended); raises ``taskflow.exceptions.UnclaimableJob`` when another
-    process holds its claim. ``on_progress(task_name, state)`` is called on
+    process holds its claim, and :class:`~vmflow.exception.
+    OperationInterrupted` when SIGINT suspended it (left for a runner). ``on_progress(task_name, state)`` is called on
     every task transition.
     """
     persistence = engine_persistence.get_persistence(conf)
@@ -377,9 +403,12 @@ def run_job_inline(job_uuid, conf=vmflow_conf.CONF, on_progress=None,
         conductor = build_conductor(who, conf, board, persistence,
                                     listener_factories=factories)
         try:
-            conductor.run_claimed_job(job)
+            with _suspend_on_sigint(conductor) as interrupted:
+                conductor.run_claimed_job(job)
         finally:
             conductor.close_task_pool()
+        if interrupted.is_set() and board.find_job(job_uuid) is not None:
+            raise exception.OperationInterrupted(job=job_uuid)
         return True
     finally:
         board.close()

@@ -3,6 +3,7 @@ restarted, stopped with SIGTERM and replaced."""
 import collections
 import signal
 import subprocess
+import sys
 
 import pytest
 
@@ -117,6 +118,51 @@ def test_wait_runs_inline_at_once_after_the_runner_was_killed(
     row, = helpers.rows(db, models.Job, uuid=job.uuid)
     assert row.owner.startswith("inline@"), row.owner
     assert_completed_once_each(db, job, trace_file, conf)
+
+
+WAIT_INLINE = """
+import sys
+from vmflow import conf, exception
+from vmflow.engine import operations
+conf.parse(config_files=[sys.argv[1]])
+try:
+    operations.wait_for_operation(sys.argv[2], poll_interval=0.1)
+except exception.OperationInterrupted as error:
+    print(error)
+    sys.exit(3)
+"""
+
+
+def test_ctrl_c_on_an_inline_run_suspends_and_leaves_the_job(
+        conf, db, gated_job, trace_file, tmp_path):
+    """SIGINT while ``--wait`` runs a job in-process: the step finishes,
+    the engine suspends, the job is abandoned (not lost, not claimed by a
+    dead process) and a runner completes it without running a step
+    twice."""
+    job = gated_job
+    config = helpers.runner_config(
+        tmp_path / "inline.conf", tmp_path / "state",
+        conf.database.connection, conf.jobboard.namespace, CLAIM_EXPIRY)
+    waiter = subprocess.Popen(
+        [sys.executable, "-c", WAIT_INLINE, config, job.uuid],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=helpers.REPO_ROOT)
+    wait_for_step(trace_file, "execute:wait", waiter, job.log)
+    waiter.send_signal(signal.SIGINT)
+    job.gate.touch()
+    output, _ = waiter.communicate(timeout=RUNNER_TIMEOUT)
+    assert waiter.returncode == 3, output
+    assert output.startswith(f"interrupted: job {job.uuid} stopped after "
+                             "its current step"), output
+
+    row, = helpers.rows(db, models.Job, uuid=job.uuid)
+    assert (row.state, row.owner) == ("UNCLAIMED", None)
+    steps = dict(operations.flow_steps(job.uuid, conf))
+    assert (steps["wait"], steps["last"]) == ("SUCCESS", "PENDING")
+
+    finish(job.start("--once"), job.log)
+    counts = assert_completed_once_each(db, job, trace_file, conf)
+    assert counts["execute:wait"] == 1
 
 
 def test_sigterm_abandons_the_job_and_another_runner_completes_it(
