@@ -133,17 +133,30 @@ def test_create_wait_boots_the_guest_and_delete_leaves_nothing(
     assert json.loads(cli("audit").stdout)["ok"]
 
 
+# How the first host fails: a real failure (QEMU, running as libvirt-qemu
+# on qemu:///system, cannot enter hv1's 0700 instances path, so the start
+# fails after disks and domain were made), or an injected one at the last
+# host step (the domain is running there and must be torn down).
+FAILURES = {
+    "start-fails-for-real": ("StartDomain", {}),
+    "wait-fails-injected": ("WaitForDomainRunning",
+                            {"VMFLOW_FAIL_AT": "WaitForDomainRunning@hv1"}),
+}
+
+
+@pytest.mark.parametrize("failure", FAILURES)
 def test_a_failing_first_host_reschedules_to_the_second_hypervisor(
-        cloud_cli, libvirt_uri, second_libvirt_uri, clean_domains):
+        cloud_cli, libvirt_uri, second_libvirt_uri, clean_domains, failure):
     cli = cloud_cli
+    failing_step, env = FAILURES[failure]
     hosts = {"hv1": libvirt_uri, "hv2": clean_domains(second_libvirt_uri)}
-    # hv1 has more free RAM: the scheduler tries it first, and the fault
-    # hits there only.
+    if not env:
+        os.mkdir(f"{cli.instances_root}/hv1", mode=0o700)
+    # hv1 has more free RAM: the scheduler tries it first; it fails there.
     add_host(cli, "hv1", hosts["hv1"], memory_mb=2048)
     add_host(cli, "hv2", hosts["hv2"])
     created = cli("server", "create", "vm1", "--flavor", "tiny", "--image",
-                  "tiny-guest", "--wait", "-f", "json",
-                  env={"VMFLOW_FAIL_AT": "WaitForDomainRunning@hv1"})
+                  "tiny-guest", "--wait", "-f", "json", env=env)
     server = json.loads(created.stdout)
     cli.domains.extend((uri, server["uuid"]) for uri in hosts.values())
     events = show(cli, "server", "event-list", "vm1")
@@ -160,9 +173,10 @@ def test_a_failing_first_host_reschedules_to_the_second_hypervisor(
     hv2 = show(cli, "host", "show", "hv2")
     assert hv2["memory_mb_used"] == FLAVOR_RAM_MB, hv2
     failed = [event for event in events
-              if event["event"] == "WaitForDomainRunning"
-              and event["host"] == "hv1"]
+              if event["event"] == failing_step and event["host"] == "hv1"]
     assert [event["result"] for event in failed] == ["failure"], events
+    if not env:
+        assert "Permission denied" in failed[0]["traceback"], failed
     assert json.loads(cli("audit").stdout)["ok"]
 
     cli("server", "delete", "vm1", "--wait")
