@@ -186,43 +186,36 @@ class Guest:
 
     def destroy(self):
         """Power off at once: 'destroyed' or 'already-off'."""
-        if not self.is_active():
-            return "already-off"
-        try:
-            self._domain.destroy()
-        except libvirt.libvirtError as exc:
-            return self._unless_already(exc, "destroy", self._off)
-        return "destroyed"
+        return self._transition("destroy", self._domain.destroy, self._off,
+                                "destroyed")
 
     def pause(self):
         """'paused' or 'already-paused'; a domain that is off cannot pause."""
-        if self._paused():
-            return "already-paused"
-        try:
-            self._domain.suspend()
-        except libvirt.libvirtError as exc:
-            return self._unless_already(exc, "pause", self._paused)
-        return "paused"
+        return self._transition("pause", self._domain.suspend, self._paused,
+                                "paused")
 
     def resume(self):
         """'resumed' or 'already-running'; a domain that is off cannot."""
-        if self._running():
-            return "already-running"
-        try:
-            self._domain.resume()
-        except libvirt.libvirtError as exc:
-            return self._unless_already(exc, "resume", self._running)
-        return "resumed"
+        return self._transition("resume", self._domain.resume,
+                                self._running, "resumed")
 
     def managed_save(self):
         """Save memory to disk and stop: 'saved' or 'already-saved'."""
-        if self._saved():
-            return "already-saved"
+        return self._transition("managed save",
+                                lambda: self._domain.managedSave(0),
+                                self._saved, "saved")
+
+    def _transition(self, operation, call, already, done):
+        """``call()`` unless ``already()`` says the domain is there; returns
+        that "already ..." outcome, or ``done``."""
+        outcome = already()
+        if outcome:
+            return outcome
         try:
-            self._domain.managedSave(0)
+            call()
         except libvirt.libvirtError as exc:
-            return self._unless_already(exc, "managed save", self._saved)
-        return "saved"
+            return self._unless_already(exc, operation, already)
+        return done
 
     # Each returns the "already ..." outcome when the domain is there.
 
