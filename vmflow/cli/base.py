@@ -86,30 +86,29 @@ class ListAll(Lister):
             return as_columns(type(self).list_records(session), self.columns)
 
 
-class ShowByName(ShowOne):
-    """Show one record by name; subclasses set ``show_record``."""
-
-    show_record = None
+class NameArgumentMixin:
+    """A command whose one positional argument is the record's name."""
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
         parser.add_argument("name")
         return parser
+
+
+class ShowByName(NameArgumentMixin, ShowOne):
+    """Show one record by name; subclasses set ``show_record``."""
+
+    show_record = None
 
     def take_action(self, parsed_args):
         with self.session() as session:
             return as_show(type(self).show_record(session, parsed_args.name))
 
 
-class DeleteByName(Command):
+class DeleteByName(NameArgumentMixin, Command):
     """Delete one record by name; subclasses set ``delete_record``."""
 
     delete_record = None
-
-    def get_parser(self, prog_name):
-        parser = super().get_parser(prog_name)
-        parser.add_argument("name")
-        return parser
 
     def take_action(self, parsed_args):
         with self.session() as session:

@@ -6,6 +6,12 @@ from vmflow.inventory import hosts, servers
 from vmflow.persistence import migration
 
 
+def add_server_arguments(parser):
+    """NAME_OR_UUID and --project: how every server command finds one."""
+    parser.add_argument("name", metavar="NAME_OR_UUID")
+    parser.add_argument("--project")
+
+
 class ListServers(base.Lister):
     """List servers (instances)."""
 
@@ -28,8 +34,7 @@ class ShowServer(base.ShowOne):
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
-        parser.add_argument("name", metavar="NAME_OR_UUID")
-        parser.add_argument("--project")
+        add_server_arguments(parser)
         return parser
 
     def take_action(self, parsed_args):
@@ -43,8 +48,7 @@ class ListServerEvents(base.Lister):
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
-        parser.add_argument("name", metavar="NAME_OR_UUID")
-        parser.add_argument("--project")
+        add_server_arguments(parser)
         return parser
 
     def take_action(self, parsed_args):
@@ -86,8 +90,7 @@ class DeleteServer(base.ShowOne):
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
-        parser.add_argument("name", metavar="NAME_OR_UUID")
-        parser.add_argument("--project")
+        add_server_arguments(parser)
         cli_operations.add_wait_argument(parser)
         return parser
 
@@ -109,8 +112,7 @@ class ShowConsoleLog(base.Command):
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
-        parser.add_argument("name", metavar="NAME_OR_UUID")
-        parser.add_argument("--project")
+        add_server_arguments(parser)
         parser.add_argument("--max-bytes", type=base.positive_int,
                             default=libvirt_driver.CONSOLE_TAIL_BYTES)
         return parser
