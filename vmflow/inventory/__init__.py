@@ -40,7 +40,20 @@ def insert_unique(session, row, kind):
     return row
 
 
-def count_live_instances(session, column, value):
-    return session.scalar(
+def list_by_name(session, model, columns):
+    """Every record of ``model`` in name order, as dicts of ``columns``."""
+    rows = session.scalars(sqlalchemy.select(model).order_by(model.name))
+    return [as_dict(row, columns) for row in rows]
+
+
+def delete_unless_used(session, model, kind, name, instance_column):
+    """Delete the record ``name`` unless a live instance refers to it
+    through ``instance_column`` (InUse naming how many do)."""
+    row = get_by_name(session, model, kind, name)
+    users = session.scalar(
         sqlalchemy.select(sqlalchemy.func.count(models.Instance.id))
-        .where(column == value, LIVE_INSTANCE))
+        .where(instance_column == row.id, LIVE_INSTANCE))
+    if users:
+        raise exception.InUse(kind=kind, name=name,
+                              reason=f"{users} instance(s) use it")
+    session.delete(row)

@@ -1,8 +1,6 @@
-import sqlalchemy
-
 from vmflow import exception, validation
-from vmflow.inventory import (as_dict, count_live_instances, ensure_name_free,
-                              get_by_name, insert_unique)
+from vmflow.inventory import (as_dict, delete_unless_used, ensure_name_free,
+                              get_by_name, insert_unique, list_by_name)
 from vmflow.persistence import models
 
 COLUMNS = ("id", "name", "vcpus", "ram_mb", "disk_gb")
@@ -21,9 +19,7 @@ def create_flavor(session, name, vcpus, ram_mb, disk_gb):
 
 
 def list_flavors(session):
-    rows = session.scalars(
-        sqlalchemy.select(models.Flavor).order_by(models.Flavor.name))
-    return [as_dict(row, COLUMNS) for row in rows]
+    return list_by_name(session, models.Flavor, COLUMNS)
 
 
 def show_flavor(session, name):
@@ -32,10 +28,5 @@ def show_flavor(session, name):
 
 
 def delete_flavor(session, name):
-    flavor = get_by_name(session, models.Flavor, "flavor", name)
-    users = count_live_instances(session, models.Instance.flavor_id,
-                                 flavor.id)
-    if users:
-        raise exception.InUse(kind="flavor", name=name,
-                              reason=f"{users} instance(s) use it")
-    session.delete(flavor)
+    delete_unless_used(session, models.Flavor, "flavor", name,
+                       models.Instance.flavor_id)

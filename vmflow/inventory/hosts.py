@@ -1,12 +1,10 @@
 import os
 
-import sqlalchemy
-
 from vmflow import conf as vmflow_conf
 from vmflow import exception, validation
 from vmflow.drivers.libvirt import connection as libvirt_connection
 from vmflow.inventory import (as_dict, ensure_name_free, get_by_name,
-                              insert_unique)
+                              insert_unique, list_by_name)
 from vmflow.persistence import models
 from vmflow.scheduler import host_state
 
@@ -53,9 +51,7 @@ def add_host(session, name, uri, vcpus, memory_mb, disk_gb,
 
 
 def list_hosts(session):
-    rows = session.scalars(
-        sqlalchemy.select(models.Host).order_by(models.Host.name))
-    return [as_dict(row, COLUMNS) for row in rows]
+    return list_by_name(session, models.Host, COLUMNS)
 
 
 def show_host(session, name):

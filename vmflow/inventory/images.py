@@ -2,11 +2,9 @@ import json
 import os
 import subprocess
 
-import sqlalchemy
-
 from vmflow import exception, validation
-from vmflow.inventory import (as_dict, count_live_instances, ensure_name_free,
-                              get_by_name, insert_unique)
+from vmflow.inventory import (as_dict, delete_unless_used, ensure_name_free,
+                              get_by_name, insert_unique, list_by_name)
 from vmflow.persistence import models
 
 COLUMNS = ("id", "uuid", "name", "file", "disk_format", "size_bytes",
@@ -75,9 +73,7 @@ def add_image(session, name, file, disk_format=None, kernel=None,
 
 
 def list_images(session):
-    rows = session.scalars(
-        sqlalchemy.select(models.Image).order_by(models.Image.name))
-    return [as_dict(row, COLUMNS) for row in rows]
+    return list_by_name(session, models.Image, COLUMNS)
 
 
 def show_image(session, name):
@@ -86,9 +82,5 @@ def show_image(session, name):
 
 
 def delete_image(session, name):
-    image = get_by_name(session, models.Image, "image", name)
-    users = count_live_instances(session, models.Instance.image_id, image.id)
-    if users:
-        raise exception.InUse(kind="image", name=name,
-                              reason=f"{users} instance(s) use it")
-    session.delete(image)
+    delete_unless_used(session, models.Image, "image", name,
+                       models.Instance.image_id)
