@@ -79,11 +79,7 @@ def delete_server(name_or_uuid, project=None, conf=vmflow_conf.CONF):
 
 def _fail_unposted_build(conf, instance_uuid, error):
     with api.writer_scope(api.get_engine(conf)) as session:
-        instances.update_instance(session, instance_uuid,
-                                  (instances.SCHEDULING,),
-                                  vm_state=instances.ERROR, task_state=None)
-        instances.record_fault(
-            session, instance_uuid,
+        instances.mark_error(
+            session, instance_uuid, (instances.SCHEDULING,),
             f"the build could not be posted: {type(error).__name__}: "
             f"{error}")
-

@@ -4,9 +4,11 @@ import threading
 import uuid
 
 import pytest
+from taskflow import exceptions as tf_exc
 
 from tests.functional.engine import helpers
 from vmflow import compute, exception
+from vmflow.engine import jobboard_sql
 from vmflow.persistence import models
 
 RACERS = 8
@@ -61,3 +63,27 @@ def test_the_same_name_in_another_project_is_another_server(
     assert first.instance_uuid != second.instance_uuid
     with pytest.raises(exception.AlreadyExists):
         compute.create_server("web", FLAVOR, IMAGE, project, conf=conf)
+
+
+def test_a_build_that_cannot_be_posted_is_error_and_holds_nothing(
+        conf, inventory, project, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise tf_exc.JobFailure("the board is down")
+
+    monkeypatch.setattr(jobboard_sql.SQLJobBoard, "post", refuse)
+    with pytest.raises(tf_exc.JobFailure):
+        compute.create_server("vm1", FLAVOR, IMAGE, project, conf=conf)
+    server, = helpers.rows(inventory, models.Instance, name="vm1",
+                           project=project)
+    assert (server.vm_state, server.task_state) == ("error", None)
+    fault, = helpers.rows(inventory, models.InstanceFault,
+                          instance_uuid=server.uuid)
+    assert fault.message == ("the build could not be posted: JobFailure: "
+                             "the board is down")
+    assert helpers.rows(inventory, models.InstanceLock,
+                        instance_uuid=server.uuid) == []
+    action, = helpers.rows(inventory, models.InstanceAction,
+                           instance_uuid=server.uuid)
+    assert action.result == "error"
+    assert helpers.rows(inventory, models.QuotaHold,
+                        consumer_uuid=server.uuid) == []
