@@ -97,12 +97,9 @@ def _busy_instances(session, conf=vmflow_conf.CONF):
     unknown = {job_uuid: uuid for uuid, job_uuid, created_at, state in rows
                if uuid not in busy and state is None}
     if unknown and conf.jobboard.backend != jobboard.SQL:
-        board = jobboard.get_jobboard(conf)
-        try:
+        with jobboard.opened(conf) as board:
             busy.update(uuid for job_uuid, uuid in unknown.items()
                         if board.find_job(job_uuid) is not None)
-        finally:
-            board.close()
     return busy
 
 

@@ -4,6 +4,8 @@ Both boards offer TaskFlow's ``JobBoard`` API plus what the runner and the
 posting code use: ``claim_expiry``, ``extend_claim(job, who, expiry=None)``,
 ``find_job(uuid)``, ``unregister_entity(entity)`` and ``alive_entities()``.
 """
+import contextlib
+
 from oslo_utils import netutils
 
 from vmflow import conf as vmflow_conf
@@ -52,3 +54,17 @@ def get_jobboard(conf=vmflow_conf.CONF, persistence=None, engine=None,
     if connect:
         board.connect()
     return board
+
+
+@contextlib.contextmanager
+def opened(conf=vmflow_conf.CONF, board=None, persistence=None):
+    """``board`` if given (left open), else the configured board, closed
+    on exit."""
+    if board is not None:
+        yield board
+        return
+    board = get_jobboard(conf, persistence)
+    try:
+        yield board
+    finally:
+        board.close()

@@ -71,13 +71,8 @@ def operation_status(job_uuid, conf=vmflow_conf.CONF):
 
 def any_runner_alive(conf=vmflow_conf.CONF, board=None):
     """True when a ``vmflow-engine`` heartbeat on the board is current."""
-    if board is not None:
+    with jobboard.opened(conf, board) as board:
         return bool(runner.live_runners(board))
-    board = jobboard.get_jobboard(conf)
-    try:
-        return bool(runner.live_runners(board))
-    finally:
-        board.close()
 
 
 def wait_for_operation(job_uuid, conf=vmflow_conf.CONF, on_progress=None,
@@ -92,8 +87,7 @@ def wait_for_operation(job_uuid, conf=vmflow_conf.CONF, on_progress=None,
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     reported = set()
-    board = jobboard.get_jobboard(conf)
-    try:
+    with jobboard.opened(conf) as board:
         while True:
             status = operation_status(job_uuid, conf)
             if status.finished:
@@ -107,8 +101,6 @@ def wait_for_operation(job_uuid, conf=vmflow_conf.CONF, on_progress=None,
                     job=job_uuid, seconds=timeout,
                     steps=", ".join(status.running_steps) or "none")
             time.sleep(poll_interval)
-    finally:
-        board.close()
 
 
 def _report_new_steps(status, reported, on_progress):
@@ -135,11 +127,8 @@ def _run_inline_unless_claimed(job_uuid, conf, on_progress):
 
 def list_jobs(conf=vmflow_conf.CONF):
     """The jobs on the board (unclaimed or claimed), as dicts."""
-    board = jobboard.get_jobboard(conf)
-    try:
+    with jobboard.opened(conf) as board:
         return [_job_dict(board, job) for job in board.iterjobs()]
-    finally:
-        board.close()
 
 
 def _job_dict(board, job):
@@ -178,13 +167,10 @@ def _pending_steps(flow_detail):
 def describe_job(job_uuid, conf=vmflow_conf.CONF):
     """One operation as a dict: what ``vmflow job show`` prints."""
     status = operation_status(job_uuid, conf)
-    board = jobboard.get_jobboard(conf)
-    try:
+    with jobboard.opened(conf) as board:
         job = board.find_job(job_uuid)
         state = job.state if job is not None else "ENDED"
         owner = board.find_owner(job) if job is not None else None
-    finally:
-        board.close()
     steps = flow_steps(job_uuid, conf)
     return {"uuid": job_uuid, "action": status.action,
             "instance_uuid": status.instance_uuid,

@@ -15,7 +15,6 @@ If 2 or 3 fails, the lock is released and the action finished as ``error``.
 A process that dies between 1 and 3 leaves a lock with no job on the
 board: it counts as stale once ``[jobboard] claim_expiry_seconds`` old.
 """
-import contextlib
 import datetime
 import json
 import uuid as uuidlib
@@ -60,7 +59,7 @@ def post_operation(action, instance_uuid, flow_factory_name, store,
     persistence = persistence or engine_persistence.get_persistence(conf)
     db_engine = persistence.source_engine
     job_uuid = str(uuidlib.uuid4())
-    with _board_for_posting(conf, board, persistence) as board:
+    with jobboard.opened(conf, board, persistence) as board:
         grace = datetime.timedelta(seconds=board.claim_expiry)
         action_id = locks.take_lock(
             db_engine, instance_uuid, action, job_uuid, request_id,
@@ -124,18 +123,6 @@ def _flow_from_factory(flow_factory_name):
             reason=f"flow factory {flow_factory_name!r} cannot be imported "
                    f"by name: {error}") from error
     return factory()
-
-
-@contextlib.contextmanager
-def _board_for_posting(conf, board, persistence):
-    if board is not None:
-        yield board
-        return
-    board = jobboard.get_jobboard(conf, persistence)
-    try:
-        yield board
-    finally:
-        board.close()
 
 
 def lock_is_stale(board, lock, grace):

@@ -384,12 +384,11 @@ def run_job_inline(job_uuid, conf=vmflow_conf.CONF, on_progress=None,
     no runner alive). Returns False when the job is no longer on the board
     (it ended); raises ``taskflow.exceptions.UnclaimableJob`` when another
     process holds its claim, and :class:`~vmflow.exception.
-    OperationInterrupted` when SIGINT suspended it (left for a runner). ``on_progress(task_name, state)`` is called on
-    every task transition.
+    OperationInterrupted` when SIGINT suspended it (left for a runner).
+    ``on_progress(task_name, state)`` is called on every task transition.
     """
     persistence = engine_persistence.get_persistence(conf)
-    board = jobboard.get_jobboard(conf, persistence)
-    try:
+    with jobboard.opened(conf, persistence=persistence) as board:
         job = board.find_job(job_uuid)
         if job is None:
             return False
@@ -410,5 +409,3 @@ def run_job_inline(job_uuid, conf=vmflow_conf.CONF, on_progress=None,
         if interrupted.is_set() and board.find_job(job_uuid) is not None:
             raise exception.OperationInterrupted(job=job_uuid)
         return True
-    finally:
-        board.close()
