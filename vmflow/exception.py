@@ -46,6 +46,13 @@ class InUse(VmflowError):
     msg_fmt = "%(kind)s %(name)r is in use: %(reason)s"
 
 
+class MissingExtra(VmflowError):
+    """A configured backend needs an optional package that is not installed."""
+
+    msg_fmt = ("%(what)s needs the Python package %(package)s, which is not "
+               "installed: pip install 'vmflow[%(extra)s]'")
+
+
 class DatabaseNotReady(VmflowError):
     msg_fmt = ("database %(url)s is not at the current schema "
                "(%(reason)s); run 'vmflow db sync'")

@@ -10,7 +10,7 @@ from oslo_utils import netutils
 
 from vmflow import conf as vmflow_conf
 from vmflow import exception
-from vmflow.engine import jobboard_redis, jobboard_sql
+from vmflow.engine import jobboard_sql
 from vmflow.persistence import api
 
 BOARD_NAME = "vmflow"
@@ -32,6 +32,20 @@ def _redis_conf(conf):
     return board_conf
 
 
+def _redis_board_module():
+    """:mod:`.jobboard_redis`, imported only when configured: it needs the
+    optional ``redis`` package (``vmflow[redis]``)."""
+    try:
+        from vmflow.engine import jobboard_redis
+    except ImportError as error:
+        if error.name != "redis":
+            raise
+        raise exception.MissingExtra(
+            what="[jobboard] backend = redis", package="redis",
+            extra="redis") from error
+    return jobboard_redis
+
+
 def get_jobboard(conf=vmflow_conf.CONF, persistence=None, engine=None,
                  connect=True):
     """The configured job board (connected unless ``connect`` is False).
@@ -46,7 +60,7 @@ def get_jobboard(conf=vmflow_conf.CONF, persistence=None, engine=None,
                          "claim_expiry_seconds": group.claim_expiry_seconds},
             engine=engine or api.get_engine(conf), persistence=persistence)
     elif group.backend == REDIS:
-        board = jobboard_redis.RedisJobBoard(
+        board = _redis_board_module().RedisJobBoard(
             BOARD_NAME, _redis_conf(conf), persistence=persistence)
     else:
         raise exception.InvalidInput(

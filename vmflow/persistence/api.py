@@ -11,7 +11,11 @@ import sqlalchemy
 from sqlalchemy import event, orm
 
 from vmflow import conf as vmflow_conf
+from vmflow import exception
 
+# The optional extra (setup.cfg) that installs each server's driver.
+DRIVER_EXTRAS = {"postgresql": "postgresql", "mysql": "mysql",
+                 "mariadb": "mysql"}
 _engines = {}
 _engines_lock = threading.Lock()
 
@@ -48,8 +52,16 @@ def create_engine(url, conf=vmflow_conf.CONF):
         _configure_sqlite(engine, conf.database.sqlite_synchronous_full,
                           conf.database.busy_timeout_seconds)
         return engine
-    return sqlalchemy.create_engine(url, pool_pre_ping=True,
-                                    pool_size=conf.database.pool_size)
+    try:
+        return sqlalchemy.create_engine(url, pool_pre_ping=True,
+                                        pool_size=conf.database.pool_size)
+    except ImportError as error:
+        extra = DRIVER_EXTRAS.get(url.get_backend_name())
+        if extra is None or error.name is None:
+            raise
+        raise exception.MissingExtra(
+            what=f"[database] connection = {url.drivername}://...",
+            package=error.name, extra=extra) from error
 
 
 def get_engine(conf=vmflow_conf.CONF):

@@ -19,8 +19,12 @@ def _alembic_config(connection):
 
 
 def head_revision():
-    scripts = script.ScriptDirectory(MIGRATIONS_DIR)
-    return scripts.get_current_head()
+    head = script.ScriptDirectory(MIGRATIONS_DIR).get_current_head()
+    if head is None:  # an install that left the migration scripts out
+        raise exception.VmflowError(
+            f"no schema migrations found under {MIGRATIONS_DIR}: this "
+            "vmflow installation is incomplete")
+    return head
 
 
 def current_revision(engine):
@@ -38,6 +42,7 @@ def db_sync(engine=None, revision="head"):
         migration as taskflow_migration
 
     engine = engine or api.get_engine()
+    head_revision()
     with engine.begin() as connection:
         command.upgrade(_alembic_config(connection), revision)
     with engine.begin() as connection:
