@@ -18,9 +18,13 @@ work="$(mktemp -d /tmp/vmflow-plain.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 venv="$work/venv"
 python3 -m venv "$venv" || die "python3 -m venv $venv failed"
-"$venv/bin/python" -m pip install -q --disable-pip-version-check "$REPO_ROOT" \
+# from a copy of the tree, so that the build leaves nothing in the checkout
+mkdir "$work/src"
+tar -C "$REPO_ROOT" --exclude=./.git --exclude=./.venv --exclude=./.testbed \
+    --exclude=./build --exclude='*.egg-info' -cf - . | tar -C "$work/src" -xf -
+"$venv/bin/python" -m pip install -q --disable-pip-version-check "$work/src" \
         >"$work/pip.log" 2>&1 \
-    || die "pip install $REPO_ROOT (no extras) failed: $(tail -20 "$work/pip.log")"
+    || die "pip install . (no extras) failed: $(tail -20 "$work/pip.log")"
 for package in redis psycopg2 pymysql pytest; do
     if "$venv/bin/python" -c "import $package" 2>/dev/null; then
         die "a plain install brought the optional package $package"
