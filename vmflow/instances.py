@@ -5,7 +5,7 @@ Everything returns plain dicts, so tasks can store what they return.
 """
 import sqlalchemy
 
-from vmflow import exception, validation
+from vmflow import exception, power_states, validation
 from vmflow.inventory import as_dict, get_by_name, images
 from vmflow.persistence import models
 
@@ -52,7 +52,8 @@ def create_instance_record(session, name, project, flavor_name, image_name):
     instance = models.Instance(
         name=name, project=project, flavor_id=flavor.id, image_id=image.id,
         vcpus=flavor.vcpus, memory_mb=flavor.ram_mb, disk_gb=flavor.disk_gb,
-        vm_state=BUILDING, task_state=SCHEDULING, power_state="nostate")
+        vm_state=BUILDING, task_state=SCHEDULING,
+        power_state=power_states.NOSTATE)
     session.add(instance)
     session.flush()
     return dict(as_dict(instance, COLUMNS), flavor=flavor.name,

@@ -189,7 +189,7 @@ def test_a_domain_that_never_runs_times_out_and_reverts(cloud, monkeypatch):
     assert len(run.executed("WaitForDomainRunning")) >= 2
     assert fault(cloud, uuid).startswith(
         f"WaitForDomainRunning failed: domain {uuid} on host host1 is "
-        "shutoff, not running, after 1 s")
+        "shutdown, not running, after 1 s")
     assert leftovers(cloud, uuid, "host1") == NOTHING_LEFT
     assert_audit_ok(cloud)
 

@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 
+from vmflow import power_states
 from vmflow.drivers.libvirt import driver as libvirt_driver
 
 from tests.unit.drivers.xml_validation import assert_valid_domain_xml
@@ -69,7 +70,7 @@ def wait_for_console(driver, instance_uuid, marker, timeout=BOOT_TIMEOUT):
             if marker.encode() in log.read():
                 return time.monotonic() - started
         state = driver.get_power_state(instance_uuid)
-        if state not in ("running", "blocked"):
+        if state != power_states.RUNNING:
             break
         time.sleep(0.1)
     else:
@@ -119,14 +120,14 @@ def test_boot_define_start_destroy_undefine_remove(driver, tiny_guest,
         xml = driver.generate_xml(instance, image, FLAVOR, disks)
         assert_valid_domain_xml(xml)
         assert driver.define_domain(xml) == instance_uuid
-        assert driver.get_power_state(instance_uuid) == "shutoff"
+        assert driver.get_power_state(instance_uuid) == power_states.SHUTDOWN
         assert driver.get_domain_id(instance_uuid) == -1
 
         started = time.monotonic()
         assert driver.start(instance_uuid) == "started"
         start_call = time.monotonic() - started
         assert driver.start(instance_uuid) == "already-running"
-        assert driver.get_power_state(instance_uuid) == "running"
+        assert driver.get_power_state(instance_uuid) == power_states.RUNNING
         first_id = driver.get_domain_id(instance_uuid)
         assert first_id > 0
         boot = wait_for_console(driver, instance_uuid, tiny_guest.marker)
@@ -134,7 +135,7 @@ def test_boot_define_start_destroy_undefine_remove(driver, tiny_guest,
 
         listed = {d["uuid"]: d for d in driver.list_domains()}
         assert listed[instance_uuid]["instance_uuid"] == instance_uuid
-        assert listed[instance_uuid]["state"] == "running"
+        assert listed[instance_uuid]["state"] == power_states.RUNNING
         assert listed[instance_uuid]["name"] == f"{PREFIX}{instance_uuid}"
 
         assert driver.destroy(instance_uuid) == "destroyed"
@@ -163,12 +164,12 @@ def test_acpi_power_button_shuts_the_guest_down(driver, booted):
     # again until it reacts (pressing is idempotent).
     deadline = time.monotonic() + BOOT_TIMEOUT
     state = driver.get_power_state(instance_uuid)
-    while state != "shutoff" and time.monotonic() < deadline:
+    while state != power_states.SHUTDOWN and time.monotonic() < deadline:
         assert driver.shutdown_acpi(instance_uuid) in ("requested",
                                                        "already-off")
-        state = driver.wait_for_power_state(instance_uuid, {"shutoff"}, 5,
+        state = driver.wait_for_power_state(instance_uuid, {power_states.SHUTDOWN}, 5,
                                             poll_interval=0.2)
-    assert state == "shutoff"
+    assert state == power_states.SHUTDOWN
     assert driver.shutdown_acpi(instance_uuid) == "already-off"
     assert driver.get_domain_id(instance_uuid) == -1
 
@@ -185,7 +186,7 @@ def test_guest_without_acpi_button_ignores_the_power_button(driver,
         wait_for_console(driver, instance["uuid"], tiny_guest.marker)
         assert driver.shutdown_acpi(instance["uuid"]) == "requested"
         assert driver.wait_for_power_state(
-            instance["uuid"], {"shutoff"}, 5, poll_interval=0.2) == "running"
+            instance["uuid"], {power_states.SHUTDOWN}, 5, poll_interval=0.2) == power_states.RUNNING
     finally:
         assert cleanup(driver, instance["uuid"]) == (
             "destroyed", "undefined", "removed")
@@ -201,10 +202,10 @@ def test_pause_resume_and_managed_save(driver, booted):
 
     assert driver.managed_save(instance_uuid) == "saved"
     assert driver.managed_save(instance_uuid) == "already-saved"
-    assert driver.get_power_state(instance_uuid) == "shutoff"
+    assert driver.get_power_state(instance_uuid) == power_states.SHUTDOWN
     assert driver.has_managed_save(instance_uuid)
     assert driver.start(instance_uuid) == "started"
-    assert driver.get_power_state(instance_uuid) == "running"
+    assert driver.get_power_state(instance_uuid) == power_states.RUNNING
     assert not driver.has_managed_save(instance_uuid)
 
     # undefine removes a managed save image too

@@ -102,7 +102,8 @@ class ComputeDriver(abc.ABC):
 
     @abc.abstractmethod
     def get_power_state(self, instance_uuid):
-        """``"running"``, ``"paused"``, ``"shutoff"``, ... or
+        """One of :mod:`vmflow.power_states` (the driver maps its
+        hypervisor's states onto them), or
         DomainNotFound when the domain does not exist."""
 
     @abc.abstractmethod

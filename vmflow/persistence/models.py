@@ -10,6 +10,8 @@ from sqlalchemy import (BigInteger, Boolean, DateTime, ForeignKey, Index, Intege
                         MetaData, String, Text, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from vmflow import power_states
+
 NAME_LENGTH = 63
 
 # Explicit constraint names keep migrations identical across SQLite,
@@ -116,7 +118,8 @@ class Instance(TimestampMixin, Base):
     host: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
     vm_state: Mapped[str] = mapped_column(String(32))
     task_state: Mapped[str | None] = mapped_column(String(32))
-    power_state: Mapped[str] = mapped_column(String(32), default="nostate")
+    power_state: Mapped[str] = mapped_column(String(32),
+                                             default=power_states.NOSTATE)
     launched_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
     terminated_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
     deleted_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)

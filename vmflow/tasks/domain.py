@@ -4,8 +4,7 @@ import time
 from taskflow import retry
 
 from vmflow import conf as vmflow_conf
-from vmflow import exception, instances
-from vmflow.drivers.libvirt import guest
+from vmflow import exception, instances, power_states
 from vmflow.flows import constants
 from vmflow.persistence import api
 from vmflow.tasks import base
@@ -77,7 +76,7 @@ class WaitForDomainRunning(base.VmflowTask):
 
     def execute(self, instance_uuid, host_name, wait_deadline):
         state = base.get_driver(host_name).get_power_state(instance_uuid)
-        if state in guest.RUNNING_STATES:
+        if state == power_states.RUNNING:
             return state
         if time.time() < wait_deadline:
             raise exception.DomainNotRunningYet(

@@ -1,5 +1,5 @@
 """Tasks that write the instance's own row: its states and faults."""
-from vmflow import instances
+from vmflow import instances, power_states
 from vmflow.flows import constants
 from vmflow.persistence import api, models
 from vmflow.resources import claims
@@ -66,7 +66,8 @@ class MarkInstanceActive(base.VmflowTask):
                 return
             instances.update_instance(
                 session, instance_uuid, (None,), vm_state=instances.BUILDING,
-                task_state=instances.SCHEDULING, power_state="nostate",
+                task_state=instances.SCHEDULING,
+                power_state=power_states.NOSTATE,
                 host=None, launched_at=None)
 
 
@@ -125,4 +126,5 @@ class MarkInstanceDeleted(base.VmflowTask):
             return instances.update_instance(
                 session, instance_uuid, (instances.DELETING,),
                 vm_state=instances.DELETED, task_state=None,
-                power_state="nostate", deleted_at=now, terminated_at=now)
+                power_state=power_states.NOSTATE, deleted_at=now,
+                terminated_at=now)

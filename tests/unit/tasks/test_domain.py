@@ -4,7 +4,7 @@ import pytest
 from taskflow import retry
 from taskflow.types import failure as ft
 
-from vmflow import exception
+from vmflow import exception, power_states
 from vmflow.tasks import base
 from vmflow.tasks.disks import CreateDisks
 from vmflow.tasks.domain import (DefineDomain, DestroyDomain,
@@ -45,7 +45,7 @@ def test_define_domain_twice_and_revert_twice(uuid, xml):
     task = DefineDomain()
     assert task.execute(instance_uuid=uuid, domain_xml=xml, **HOST) == uuid
     assert task.execute(instance_uuid=uuid, domain_xml=xml, **HOST) == uuid
-    assert driver().get_power_state(uuid) == "shutoff"
+    assert driver().get_power_state(uuid) == power_states.SHUTDOWN
     task.revert(uuid, instance_uuid=uuid, **HOST)
     task.revert(uuid, instance_uuid=uuid, **HOST)
     assert not driver().domain_exists(uuid)
@@ -63,7 +63,7 @@ def test_start_domain_twice_and_revert_twice(uuid, defined):
     assert task.execute(instance_uuid=uuid, **HOST) == "already-running"
     task.revert("started", instance_uuid=uuid, **HOST)
     task.revert("started", instance_uuid=uuid, **HOST)
-    assert driver().get_power_state(uuid) == "shutoff"
+    assert driver().get_power_state(uuid) == power_states.SHUTDOWN
 
 
 def test_start_domain_revert_after_its_own_failure_does_nothing(uuid,
@@ -71,7 +71,7 @@ def test_start_domain_revert_after_its_own_failure_does_nothing(uuid,
     StartDomain().execute(instance_uuid=uuid, **HOST)
     failure = ft.Failure.from_exception(RuntimeError("boom"))
     StartDomain().revert(failure, instance_uuid=uuid, **HOST)
-    assert driver().get_power_state(uuid) == "running"
+    assert driver().get_power_state(uuid) == power_states.RUNNING
 
 
 def test_wait_for_domain_running(uuid, defined):
@@ -83,11 +83,11 @@ def test_wait_for_domain_running(uuid, defined):
         task.execute(instance_uuid=uuid, wait_deadline=time.time() - 1,
                      **HOST)
     assert isinstance(caught.value, exception.RescheduleableError)
-    assert "is shutoff, not running, after 1 s" in str(caught.value)
+    assert "is shutdown, not running, after 1 s" in str(caught.value)
     StartDomain().execute(instance_uuid=uuid, **HOST)
     for _ in range(2):
         assert task.execute(instance_uuid=uuid, wait_deadline=later,
-                            **HOST) == "running"
+                            **HOST) == power_states.RUNNING
         task.revert("running", instance_uuid=uuid, **HOST)
 
 
@@ -100,9 +100,10 @@ def history_of(*errors):
 def test_retry_until_running_retries_only_on_not_yet(conf):
     controller = RetryUntilRunning()
     not_yet = exception.DomainNotRunningYet(ident="u", host="h",
-                                            state="shutoff")
+                                            state=power_states.SHUTDOWN)
     timeout = exception.DomainStartTimeout(ident="u", host="h",
-                                           state="shutoff", seconds=1)
+                                           state=power_states.SHUTDOWN,
+                                           seconds=1)
     assert controller.on_failure(history_of(not_yet)) == retry.RETRY
     assert controller.on_failure(history_of(not_yet, timeout)) == (
         retry.REVERT)

@@ -16,21 +16,23 @@ import contextlib
 
 import libvirt
 
-from vmflow import exception
+from vmflow import exception, power_states
 from vmflow.drivers.libvirt import config
 from vmflow.drivers.libvirt.connection import error_text, is_connection_error
 
+# libvirt's domain states onto vmflow's (Nova's) power states. A blocked
+# domain waits on a resource but runs; one shutting down still counts as
+# shutdown, as in Nova (callers that must know use is_active()).
 POWER_STATES = {
-    libvirt.VIR_DOMAIN_NOSTATE: "nostate",
-    libvirt.VIR_DOMAIN_RUNNING: "running",
-    libvirt.VIR_DOMAIN_BLOCKED: "blocked",
-    libvirt.VIR_DOMAIN_PAUSED: "paused",
-    libvirt.VIR_DOMAIN_SHUTDOWN: "shutdown",
-    libvirt.VIR_DOMAIN_SHUTOFF: "shutoff",
-    libvirt.VIR_DOMAIN_CRASHED: "crashed",
-    libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended",
+    libvirt.VIR_DOMAIN_NOSTATE: power_states.NOSTATE,
+    libvirt.VIR_DOMAIN_RUNNING: power_states.RUNNING,
+    libvirt.VIR_DOMAIN_BLOCKED: power_states.RUNNING,
+    libvirt.VIR_DOMAIN_PAUSED: power_states.PAUSED,
+    libvirt.VIR_DOMAIN_SHUTDOWN: power_states.SHUTDOWN,
+    libvirt.VIR_DOMAIN_SHUTOFF: power_states.SHUTDOWN,
+    libvirt.VIR_DOMAIN_CRASHED: power_states.CRASHED,
+    libvirt.VIR_DOMAIN_PMSUSPENDED: power_states.SUSPENDED,
 }
-RUNNING_STATES = frozenset(["running", "blocked"])
 _UNDEFINE_FLAGS = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
                    | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
 
@@ -80,9 +82,9 @@ class Guest:
     # -- reading ----------------------------------------------------------
 
     def power_state(self):
-        """'running', 'paused', 'shutoff', ... (see POWER_STATES)."""
+        """One of :mod:`vmflow.power_states` (see POWER_STATES)."""
         state, _reason = self._call("state query", self._domain.state)
-        return POWER_STATES.get(state, "nostate")
+        return POWER_STATES.get(state, power_states.NOSTATE)
 
     def is_active(self):
         return bool(self._call("state query", self._domain.isActive))
@@ -142,9 +144,9 @@ class Guest:
 
     def _already_started(self):
         state = self.power_state()
-        if state == "paused":
+        if state == power_states.PAUSED:
             return "already-paused"
-        if state in RUNNING_STATES:
+        if state == power_states.RUNNING:
             return "already-running"
         return None
 
@@ -223,11 +225,12 @@ class Guest:
         return None if self.is_active() else "already-off"
 
     def _paused(self):
-        return "already-paused" if self.power_state() == "paused" else None
+        return ("already-paused"
+                if self.power_state() == power_states.PAUSED else None)
 
     def _running(self):
-        return ("already-running" if self.power_state() in RUNNING_STATES
-                else None)
+        return ("already-running"
+                if self.power_state() == power_states.RUNNING else None)
 
     def _saved(self):
         if not self.is_active() and self.has_managed_save():

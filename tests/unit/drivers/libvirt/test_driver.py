@@ -2,6 +2,7 @@ import inspect
 import time
 from importlib import metadata
 
+from vmflow import power_states
 from vmflow.drivers import base
 from vmflow.drivers.libvirt import driver as libvirt_driver
 
@@ -35,7 +36,7 @@ def test_wait_for_power_state_returns_the_last_state_on_timeout(driver,
     started = time.monotonic()
     state = driver.wait_for_power_state(defined, {"running"}, 0.2,
                                         poll_interval=0.05)
-    assert state == "shutoff"
+    assert state == power_states.SHUTDOWN
     assert 0.2 <= time.monotonic() - started < 2
 
 

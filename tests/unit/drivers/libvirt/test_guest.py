@@ -1,8 +1,10 @@
 """Guest operations on libvirt's in-memory test driver (no mocks)."""
+import re
+
 import libvirt
 import pytest
 
-from vmflow import exception
+from vmflow import exception, power_states
 from vmflow.drivers.libvirt import connection as libvirt_connection
 from vmflow.drivers.libvirt import guest as libvirt_guest
 
@@ -10,7 +12,7 @@ from tests.unit.drivers.conftest import TEST_URI, new_uuid
 
 
 def test_defined_domain_is_shut_off_with_no_id(driver, defined):
-    assert driver.get_power_state(defined) == "shutoff"
+    assert driver.get_power_state(defined) == power_states.SHUTDOWN
     assert driver.get_domain_id(defined) == -1
     assert driver.domain_exists(defined)
 
@@ -18,7 +20,7 @@ def test_defined_domain_is_shut_off_with_no_id(driver, defined):
 def test_start_twice_starts_once(driver, defined):
     assert driver.start(defined) == "started"
     assert driver.start(defined) == "already-running"
-    assert driver.get_power_state(defined) == "running"
+    assert driver.get_power_state(defined) == power_states.RUNNING
     assert driver.get_domain_id(defined) > 0
 
 
@@ -28,7 +30,7 @@ def test_start_paused(driver, defined):
     assert driver.start(defined, paused=True) == "already-paused"
     assert driver.start(defined) == "already-paused"
     assert driver.resume(defined) == "resumed"
-    assert driver.get_power_state(defined) == "running"
+    assert driver.get_power_state(defined) == power_states.RUNNING
 
 
 def test_pause_and_resume_are_idempotent(driver, defined):
@@ -38,7 +40,7 @@ def test_pause_and_resume_are_idempotent(driver, defined):
     assert driver.get_power_state(defined) == "paused"
     assert driver.resume(defined) == "resumed"
     assert driver.resume(defined) == "already-running"
-    assert driver.get_power_state(defined) == "running"
+    assert driver.get_power_state(defined) == power_states.RUNNING
 
 
 def test_pause_or_resume_of_a_shut_off_domain_fails(driver, defined):
@@ -54,7 +56,7 @@ def test_destroy_of_a_shut_off_domain_is_a_no_op(driver, defined):
     driver.start(defined)
     assert driver.destroy(defined) == "destroyed"
     assert driver.destroy(defined) == "already-off"
-    assert driver.get_power_state(defined) == "shutoff"
+    assert driver.get_power_state(defined) == power_states.SHUTDOWN
 
 
 def test_domain_id_changes_on_each_start(driver, defined):
@@ -72,7 +74,7 @@ def test_acpi_shutdown(driver, defined):
     driver.start(defined)
     assert driver.shutdown_acpi(defined) == "requested"
     # The test driver's guests obey at once; real guests take a while.
-    assert driver.wait_for_power_state(defined, {"shutoff"}, 5) == "shutoff"
+    assert driver.wait_for_power_state(defined, {power_states.SHUTDOWN}, 5) == power_states.SHUTDOWN
     assert driver.shutdown_acpi(defined) == "already-off"
 
 
@@ -81,7 +83,7 @@ def test_managed_save_and_restore(driver, defined):
     assert driver.managed_save(defined) == "saved"
     assert driver.managed_save(defined) == "already-saved"
     assert driver.has_managed_save(defined)
-    assert driver.get_power_state(defined) == "shutoff"
+    assert driver.get_power_state(defined) == power_states.SHUTDOWN
     assert driver.start(defined) == "started"
     assert not driver.has_managed_save(defined)
 
@@ -117,11 +119,22 @@ def test_operations_on_a_missing_domain_raise_domain_not_found(driver):
         assert TEST_URI in str(caught.value)
 
 
-def test_power_state_strings_cover_every_libvirt_state():
-    assert set(libvirt_guest.POWER_STATES.values()) == {
-        "running", "paused", "shutoff", "crashed", "pmsuspended",
-        "blocked", "shutdown", "nostate"}
-    assert libvirt_guest.POWER_STATES[libvirt.VIR_DOMAIN_SHUTOFF] == "shutoff"
+def test_every_libvirt_state_maps_to_a_neutral_power_state():
+    libvirt_states = {value for name, value in vars(libvirt).items()
+                      if re.fullmatch(r"VIR_DOMAIN_(NOSTATE|RUNNING|BLOCKED|"
+                                      r"PAUSED|SHUTDOWN|SHUTOFF|CRASHED|"
+                                      r"PMSUSPENDED)", name)}
+    assert set(libvirt_guest.POWER_STATES) == libvirt_states
+    assert libvirt_guest.POWER_STATES == {
+        libvirt.VIR_DOMAIN_NOSTATE: power_states.NOSTATE,
+        libvirt.VIR_DOMAIN_RUNNING: power_states.RUNNING,
+        libvirt.VIR_DOMAIN_BLOCKED: power_states.RUNNING,
+        libvirt.VIR_DOMAIN_PAUSED: power_states.PAUSED,
+        libvirt.VIR_DOMAIN_SHUTDOWN: power_states.SHUTDOWN,
+        libvirt.VIR_DOMAIN_SHUTOFF: power_states.SHUTDOWN,
+        libvirt.VIR_DOMAIN_CRASHED: power_states.CRASHED,
+        libvirt.VIR_DOMAIN_PMSUSPENDED: power_states.SUSPENDED}
+    assert set(libvirt_guest.POWER_STATES.values()) == set(power_states.ALL)
 
 
 def test_redefine_keeps_the_domain_and_state(driver, defined, instance,
@@ -130,7 +143,7 @@ def test_redefine_keeps_the_domain_and_state(driver, defined, instance,
     flavor = dict(flavor, ram_mb=128)
     xml = driver.generate_xml(instance, kernel_image, flavor)
     assert driver.define_domain(xml) == defined
-    assert driver.get_power_state(defined) == "running"
+    assert driver.get_power_state(defined) == power_states.RUNNING
 
 
 def test_define_of_invalid_xml_is_guest_operation_failed(driver):
@@ -144,7 +157,7 @@ def test_list_domains_reads_the_instance_uuid_from_metadata(
     domains = {d["uuid"]: d for d in driver.list_domains()}
     assert domains[defined] == {
         "uuid": defined, "name": f"vmflow-test-{instance['uuid']}",
-        "instance_uuid": instance["uuid"], "state": "shutoff"}
+        "instance_uuid": instance["uuid"], "state": power_states.SHUTDOWN}
     # test:///default ships a domain 'test' that vmflow did not create.
     foreign = [d for d in domains.values() if d["name"] == "test"]
     assert foreign and foreign[0]["instance_uuid"] is None
