@@ -36,8 +36,7 @@ import datetime
 import sqlalchemy
 
 from vmflow import conf as vmflow_conf
-from vmflow import exception, instances
-from vmflow.drivers.libvirt import driver as libvirt_driver
+from vmflow import drivers, exception, instances
 from vmflow.engine import jobboard
 from vmflow.inventory import as_dict, hosts
 from vmflow.persistence import api, models
@@ -200,17 +199,10 @@ def _hold_problems(hold, instance):
 
 
 def domain_owners(driver):
-    """``[(domain name, instance uuid)]`` of the domains that are vmflow's:
-    with vmflow metadata or named with the driver's prefix."""
-    owners = []
-    for domain in driver.list_domains():
-        owner = domain.get("instance_uuid")
-        if owner is None and domain["name"].startswith(
-                driver.domain_name_prefix):
-            owner = domain["name"][len(driver.domain_name_prefix):]
-        if owner is not None:
-            owners.append((domain["name"], owner))
-    return owners
+    """``[(domain name, instance uuid)]`` of the domains that are vmflow's
+    (the driver tells which: those it gives an instance uuid)."""
+    return [(domain["name"], domain["instance_uuid"])
+            for domain in driver.list_domains() if domain["instance_uuid"]]
 
 
 def disk_owners(driver):
@@ -224,7 +216,7 @@ def check_on_hosts(snap, what, list_owners):
     for host in snap.hosts:
         name = host["name"]
         try:
-            owners = list_owners(libvirt_driver.LibvirtDriver(host))
+            owners = list_owners(drivers.get_driver(host))
         except exception.VmflowError as error:
             problems.append(f"host {name}: cannot list {what}s: {error}")
             continue

@@ -1,7 +1,7 @@
-from vmflow import compute, exception
+from vmflow import compute, drivers, exception
 from vmflow.cli import base
 from vmflow.cli import operations as cli_operations
-from vmflow.drivers.libvirt import driver as libvirt_driver
+from vmflow.drivers import base as driver_base
 from vmflow.inventory import hosts, servers
 from vmflow.persistence import migration
 
@@ -114,7 +114,7 @@ class ShowConsoleLog(base.Command):
         parser = super().get_parser(prog_name)
         add_server_arguments(parser)
         parser.add_argument("--max-bytes", type=base.positive_int,
-                            default=libvirt_driver.CONSOLE_TAIL_BYTES)
+                            default=driver_base.CONSOLE_TAIL_BYTES)
         return parser
 
     def take_action(self, parsed_args):
@@ -126,6 +126,6 @@ class ShowConsoleLog(base.Command):
                     reason=f"server {parsed_args.name!r} is on no host "
                            "(it has no console log)")
             host = hosts.show_host(session, instance.host)
-        driver = libvirt_driver.LibvirtDriver(host)
+        driver = drivers.get_driver(host)
         self.app.stdout.write(driver.read_console_log(
             instance.uuid, parsed_args.max_bytes))

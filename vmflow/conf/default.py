@@ -5,6 +5,10 @@ default_opts = [
                default="/var/lib/vmflow",
                help="Directory where vmflow keeps its state: the default "
                     "SQLite database and the default instances path."),
+    cfg.StrOpt("compute_driver",
+               default="libvirt",
+               help="Hypervisor driver of the hosts: the name of a "
+                    "'vmflow.drivers' entry point."),
 ]
 
 

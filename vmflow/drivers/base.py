@@ -12,6 +12,8 @@ running when its process died is executed again.
 """
 import abc
 
+CONSOLE_TAIL_BYTES = 64 * 1024
+
 
 class ComputeDriver(abc.ABC):
     """One hypervisor host."""
@@ -55,6 +57,10 @@ class ComputeDriver(abc.ABC):
     @abc.abstractmethod
     def console_log_path(self, instance_uuid):
         """Host path of the instance's serial console log."""
+
+    @abc.abstractmethod
+    def read_console_log(self, instance_uuid, max_bytes=CONSOLE_TAIL_BYTES):
+        """The last ``max_bytes`` of the serial console log, as text."""
 
     # -- domains ------------------------------------------------------------
 
@@ -112,4 +118,6 @@ class ComputeDriver(abc.ABC):
 
     @abc.abstractmethod
     def list_domains(self):
-        """``[{uuid, name, instance_uuid, state}]`` for audits."""
+        """``[{uuid, name, instance_uuid, state}]`` for audits:
+        ``instance_uuid`` is None for a domain that is not vmflow's,
+        ``state`` one of :mod:`vmflow.power_states`."""

@@ -2,7 +2,7 @@ import os
 
 from vmflow import conf as vmflow_conf
 from vmflow import exception, validation
-from vmflow.drivers.libvirt import connection as libvirt_connection
+from vmflow import drivers
 from vmflow.inventory import (as_dict, ensure_name_free, get_by_name,
                               insert_unique, list_by_name)
 from vmflow.persistence import models
@@ -20,11 +20,7 @@ def default_instances_path(conf=vmflow_conf.CONF):
 def check_hypervisor(uri):
     """Raise HypervisorUnavailable unless ``uri`` answers a health check."""
     validation.validate_text(uri, "libvirt URI")
-    conn = libvirt_connection.LibvirtConnection(uri)
-    try:
-        return conn.health_check()
-    finally:
-        conn.close()
+    return drivers.get_driver({"uri": uri}).health_check()
 
 
 def add_host(session, name, uri, vcpus, memory_mb, disk_gb,

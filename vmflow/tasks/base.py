@@ -12,7 +12,7 @@ import itertools
 from taskflow import task
 from taskflow.types import failure as ft
 
-from vmflow.drivers.libvirt import driver as libvirt_driver
+from vmflow import drivers
 from vmflow.inventory import hosts
 from vmflow.persistence import api
 from vmflow.tasks import hooks
@@ -96,10 +96,10 @@ def latest_failure(failures):
 
 
 def get_driver(host_name):
-    """The LibvirtDriver of a registered host (its cached connection)."""
+    """The driver of the registered host ``host_name``."""
     with api.session_scope() as session:
         host = hosts.show_host(session, host_name)
-    return libvirt_driver.LibvirtDriver(host)
+    return drivers.get_driver(host)
 
 
 def on_each_host(host_names, operation):

@@ -26,7 +26,6 @@ from vmflow.drivers.remote import runner as remote_runner
 CONF = vmflow_conf.CONF
 DEFAULT_DOMAIN_NAME_PREFIX = "vmflow-"
 DEFAULT_CMDLINE = "console=ttyS0"
-CONSOLE_TAIL_BYTES = 64 * 1024
 
 
 def mac_address_for(instance_uuid):
@@ -107,7 +106,8 @@ class LibvirtDriver(base.ComputeDriver):
 
     # -- domain XML -------------------------------------------------------
 
-    def read_console_log(self, instance_uuid, max_bytes=CONSOLE_TAIL_BYTES):
+    def read_console_log(self, instance_uuid,
+                         max_bytes=base.CONSOLE_TAIL_BYTES):
         """The last ``max_bytes`` of the instance's console log (text)."""
         path = self.console_log_path(instance_uuid)
         with tempfile.TemporaryDirectory(prefix="vmflow-console-") as tmp:
@@ -205,12 +205,20 @@ class LibvirtDriver(base.ComputeDriver):
         return libvirt_guest.find(self.connection, instance_uuid) is not None
 
     def list_domains(self):
+        """Every domain; ``instance_uuid`` is vmflow's instance (from the
+        domain's vmflow metadata, else from a name with this driver's
+        prefix), None for a domain that is not vmflow's."""
         domains = []
         for guest in libvirt_guest.list_guests(self.connection):
             try:
-                domains.append(guest.describe())
+                domain = guest.describe()
             except exception.DomainNotFound:  # went away while listing
                 continue
+            if (domain["instance_uuid"] is None
+                    and domain["name"].startswith(self.domain_name_prefix)):
+                domain["instance_uuid"] = domain["name"][
+                    len(self.domain_name_prefix):]
+            domains.append(domain)
         return domains
 
     def wait_for_power_state(self, instance_uuid, states, timeout_seconds,

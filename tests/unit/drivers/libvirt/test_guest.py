@@ -188,3 +188,17 @@ def test_a_broken_connection_is_hypervisor_unavailable():
         libvirt_guest.list_guests(broken)
     with pytest.raises(exception.HypervisorUnavailable):
         libvirt_guest.lookup(broken, new_uuid())
+
+
+def test_list_domains_knows_its_domains_by_name_without_metadata(
+        driver, instance):
+    # A domain vmflow defined before it wrote metadata still is vmflow's.
+    connection = driver.connection.get()
+    uuid = new_uuid()
+    connection.defineXML(
+        f"<domain type='test'><name>vmflow-test-{uuid}</name>"
+        f"<uuid>{uuid}</uuid><memory>65536</memory>"
+        "<os><type>hvm</type></os></domain>")
+    domains = {d["uuid"]: d for d in driver.list_domains()}
+    assert domains[uuid]["instance_uuid"] == uuid
+    assert domains[uuid]["state"] == power_states.SHUTDOWN
