@@ -11,7 +11,7 @@ import dataclasses
 from vmflow import conf as vmflow_conf
 from vmflow import instances, validation
 from vmflow.engine import posting
-from vmflow.flows import constants
+from vmflow.flows import build, constants, delete
 from vmflow.inventory import get_by_name, servers
 from vmflow.persistence import api, models
 from vmflow.resources import quota
@@ -52,8 +52,8 @@ def create_server(name, flavor, image, project=DEFAULT_PROJECT, host=None,
     instance_uuid = instance["uuid"]
     try:
         job_uuid = posting.post_operation(
-            constants.BUILD_FLOW, instance_uuid,
-            constants.BUILD_FLOW_FACTORY, store, request_id, conf=conf)
+            constants.BUILD_FLOW, instance_uuid, build.get_build_flow, store,
+            request_id, conf=conf)
     except BaseException as error:
         _fail_unposted_build(conf, instance_uuid, error)
         raise
@@ -72,8 +72,8 @@ def delete_server(name_or_uuid, project=None, conf=vmflow_conf.CONF):
         instance_uuid = instance.uuid
     request_id = posting.new_request_id()
     job_uuid = posting.post_operation(
-        constants.DELETE_FLOW, instance_uuid, constants.DELETE_FLOW_FACTORY,
-        {}, request_id, conf=conf)
+        constants.DELETE_FLOW, instance_uuid, delete.get_delete_flow, {},
+        request_id, conf=conf)
     return Request(instance_uuid, job_uuid, request_id)
 
 

@@ -10,6 +10,8 @@
 * :meth:`find_job` looks a job up by uuid;
 * runners register as keys that expire one claim expiry after their last
   heartbeat, so :meth:`alive_entities` can tell whether any runner is up.
+
+TaskFlow private names used here, and why: :mod:`.taskflow_private`.
 """
 import json
 

@@ -17,9 +17,10 @@ run_job_inline`) when no runner is alive, else polls until it ends.
 import dataclasses
 import time
 
+from taskflow import engines
 from taskflow import exceptions as tf_exc
 from taskflow import states
-from taskflow.engines import helpers as engine_helpers
+from taskflow import storage
 
 from vmflow import conf as vmflow_conf
 from vmflow import exception, flows
@@ -27,7 +28,6 @@ from vmflow.engine import actions, jobboard, outcome, runner
 from vmflow.engine import persistence as engine_persistence
 
 POLL_INTERVAL = 0.5
-TASKFLOW_INTERNAL_PREFIX = "_TaskFlow_"
 
 
 @dataclasses.dataclass
@@ -142,26 +142,24 @@ def _job_dict(board, job):
 
 def flow_steps(job_uuid, conf=vmflow_conf.CONF):
     """[(atom name, state)] of the operation's persisted flow (without
-    TaskFlow's own injector atom, which holds the store)."""
+    TaskFlow's injector atom, which holds the store)."""
     persistence = engine_persistence.get_persistence(conf)
     with engine_persistence.persistence_connection(persistence) as conn:
         book = conn.get_logbook(job_uuid)
     steps = []
     for flow_detail in book:
         atoms = [(atom.name, atom.state) for atom in flow_detail
-                 if not atom.name.startswith(TASKFLOW_INTERNAL_PREFIX)]
+                 if atom.name != storage.Storage.injector_name]
         steps.extend(atoms or _pending_steps(flow_detail))
     return steps
 
 
 def _pending_steps(flow_detail):
     """The tasks of a flow no runner loaded yet, from its factory."""
-    factory_name = (flow_detail.meta or {}).get("factory", {}).get("name")
-    if not factory_name:
+    if not (flow_detail.meta or {}).get("factory"):
         return []
-    _name, factory = engine_helpers._fetch_validate_factory(factory_name)
-    return [(task.name, states.PENDING)
-            for task in flows.iter_tasks(factory())]
+    flow = engines.flow_from_detail(flow_detail)
+    return [(task.name, states.PENDING) for task in flows.iter_tasks(flow)]
 
 
 def describe_job(job_uuid, conf=vmflow_conf.CONF):

@@ -19,6 +19,8 @@ its failures, so every attempt that failed comes back from the database
 with its last failure (a dict) in place of the value the retry provided.
 A runner resuming a build reverted after a host failure would hand
 ``RetryOnNextHost``'s failure, not the host name, to every task it reverts.
+
+TaskFlow private names used here, and why: :mod:`.taskflow_private`.
 """
 import contextlib
 import threading

@@ -6,8 +6,10 @@
    transaction (a busy instance raises
    :class:`~vmflow.exception.InstanceBusy`; a stale lock is taken over);
 2. a TaskFlow logbook whose uuid *is the job's uuid* is saved with one flow
-   detail carrying the flow factory's dotted name (what a runner re-imports
-   to resume) and ``meta["vmflow"]`` (action, action id, instance, request);
+   detail carrying the flow factory (saved by TaskFlow's
+   ``save_factory_details``: a runner re-creates the flow with
+   ``flow_from_detail`` to resume) and ``meta["vmflow"]`` (action, action
+   id, instance, request);
 3. the job is posted with details ``{"store": ..., "flow_uuid": ...,
    "vmflow": ...}``.
 
@@ -20,9 +22,7 @@ import json
 import uuid as uuidlib
 
 from taskflow import engines
-from taskflow.engines import helpers as engine_helpers
 from taskflow.persistence import models as tf_models
-from taskflow.utils import persistence_utils
 
 from vmflow import conf as vmflow_conf
 from vmflow import exception
@@ -41,21 +41,21 @@ def new_request_id():
     return "req-" + str(uuidlib.uuid4())
 
 
-def post_operation(action, instance_uuid, flow_factory_name, store,
+def post_operation(action, instance_uuid, flow_factory, store,
                    request_id=None, *, conf=vmflow_conf.CONF, board=None,
                    persistence=None):
     """Post ``action`` on ``instance_uuid`` as a job; return the job uuid.
 
-    ``flow_factory_name``: dotted name of a module-level function that takes
-    no arguments and returns the unloaded flow. ``store``: JSON-serialisable
-    dict; ``instance_uuid`` and ``request_id`` are added under their
-    :mod:`vmflow.flows.constants` keys. ``board`` and ``persistence``
-    default to the configured ones.
+    ``flow_factory``: a module-level function that takes no arguments and
+    returns the unloaded flow (a runner re-imports it by its name).
+    ``store``: JSON-serialisable dict; ``instance_uuid`` and ``request_id``
+    are added under their :mod:`vmflow.flows.constants` keys. ``board`` and
+    ``persistence`` default to the configured ones.
     """
     request_id = (request_id or (store or {}).get(constants.REQUEST_ID)
                   or new_request_id())
     store = checked_store(store, instance_uuid, request_id)
-    flow = _flow_from_factory(flow_factory_name)
+    flow_detail = _new_flow_detail(flow_factory)
     persistence = persistence or engine_persistence.get_persistence(conf)
     db_engine = persistence.source_engine
     job_uuid = str(uuidlib.uuid4())
@@ -70,11 +70,9 @@ def post_operation(action, instance_uuid, flow_factory_name, store,
         info = {"action": action, "action_id": action_id,
                 "instance_uuid": instance_uuid, "request_id": request_id}
         try:
-            book = _save_logbook(persistence, job_uuid, flow,
-                                 flow_factory_name, info)
-            flow_uuid = next(iter(book)).uuid
+            book = _save_logbook(persistence, job_uuid, flow_detail, info)
             board.post(f"{action}:{instance_uuid}", book=book,
-                       details={"store": store, "flow_uuid": flow_uuid,
+                       details={"store": store, "flow_uuid": flow_detail.uuid,
                                 META_KEY: info},
                        uuid=job_uuid)
         except BaseException as error:
@@ -114,17 +112,6 @@ def _refuse_secrets(value, path="store"):
             _refuse_secrets(item, f"{path}[{index}]")
 
 
-def _flow_from_factory(flow_factory_name):
-    try:
-        _name, factory = engine_helpers._fetch_validate_factory(
-            flow_factory_name)
-    except (ImportError, ValueError, AttributeError) as error:
-        raise exception.InvalidInput(
-            reason=f"flow factory {flow_factory_name!r} cannot be imported "
-                   f"by name: {error}") from error
-    return factory()
-
-
 def lock_is_stale(board, lock, grace):
     """A lock is stale when no job on the board works on its instance and
     it is older than ``grace`` (a lock younger than that may belong to a
@@ -144,13 +131,27 @@ def _finish_stale_action(db_engine, lock):
         "releasing the instance lock; taken over as stale")
 
 
-def _save_logbook(persistence, job_uuid, flow, flow_factory_name, info):
+def _new_flow_detail(flow_factory):
+    """A flow detail of the factory's flow, with the factory saved in it
+    (refused before anything is written when a runner could not re-import
+    it: a lambda, a nested function)."""
+    flow = flow_factory()
+    flow_detail = tf_models.FlowDetail(flow.name, str(uuidlib.uuid4()))
+    try:
+        engines.save_factory_details(flow_detail, flow_factory, (), {})
+    except (ImportError, ValueError) as error:
+        raise exception.InvalidInput(
+            reason=f"flow factory {flow_factory!r} cannot be re-imported "
+                   f"by name: {error}") from error
+    return flow_detail
+
+
+def _save_logbook(persistence, job_uuid, flow_detail, info):
     book = tf_models.LogBook(f"{info['action']}:{info['instance_uuid']}",
                              uuid=job_uuid)
     book.meta = {META_KEY: info}
-    flow_detail = persistence_utils.create_flow_detail(
-        flow, book=book, meta={META_KEY: info})
-    engines.save_factory_details(flow_detail, flow_factory_name, (), {})
+    flow_detail.meta[META_KEY] = info
+    book.add(flow_detail)
     with engine_persistence.persistence_connection(persistence) as conn:
         conn.save_logbook(book)
     return book

@@ -25,6 +25,8 @@ the jobs claimed by a runner of this machine that no longer exists
 without waiting for their claims to expire. The Redis board keeps the
 expiry-only behaviour.
 :func:`run_job_inline` runs one job in the calling process.
+
+TaskFlow private names used here, and why: :mod:`.taskflow_private`.
 """
 import contextlib
 from concurrent import futures

@@ -1,4 +1,4 @@
-"""Store keys, flow names and flow factories, in one place.
+"""Store keys and flow names, in one place.
 
 Store values are plain JSON-serialisable data (uuids, names, dicts); tasks
 load what they need from the database by uuid.
@@ -24,7 +24,3 @@ DELETE_FLOW = "delete"
 # Inner flows of build: one try on one host, and the wait for running.
 BUILD_ON_HOST_FLOW = "build-on-host"
 WAIT_RUNNING_FLOW = "wait-for-running"
-
-# Dotted factory names, re-imported by runners to resume a flow.
-BUILD_FLOW_FACTORY = "vmflow.flows.build.get_build_flow"
-DELETE_FLOW_FACTORY = "vmflow.flows.delete.get_delete_flow"

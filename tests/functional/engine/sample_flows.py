@@ -109,9 +109,9 @@ def get_slow_flow():
         RecordStep("first"), SleepStep("sleep"), RecordStep("last"))
 
 
-QUICK = __name__ + ".get_quick_flow"
-GATED = __name__ + ".get_gated_flow"
-FAILING = __name__ + ".get_failing_flow"
-REVERT_FAILING = __name__ + ".get_revert_failing_flow"
-ON_HOST = __name__ + ".get_host_flow"
-SLOW = __name__ + ".get_slow_flow"
+QUICK = get_quick_flow
+GATED = get_gated_flow
+FAILING = get_failing_flow
+REVERT_FAILING = get_revert_failing_flow
+ON_HOST = get_host_flow
+SLOW = get_slow_flow

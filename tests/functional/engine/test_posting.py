@@ -3,10 +3,11 @@ import datetime
 
 import pytest
 from sqlalchemy import exc as sa_exc
+from taskflow import engines
 from taskflow import exceptions as tf_exc
 
 from tests.functional.engine import helpers, sample_flows
-from vmflow import exception
+from vmflow import exception, flows
 from vmflow.engine import actions, locks, operations, outcome, posting
 from vmflow.persistence import models
 
@@ -42,7 +43,11 @@ def test_post_writes_lock_action_logbook_and_job(conf, db, board,
     assert book.uuid == job_uuid
     flow_detail, = list(book)
     assert flow_detail.uuid == job.details["flow_uuid"]
-    assert flow_detail.meta["factory"]["name"] == sample_flows.QUICK
+    # Saved by TaskFlow's public API: it re-creates the same flow.
+    assert flow_detail.meta["factory"]["name"] == (
+        "tests.functional.engine.sample_flows.get_quick_flow")
+    assert [atom.name for atom in flows.iter_tasks(
+        engines.flow_from_detail(flow_detail))] == ["first", "second"]
     assert flow_detail.name == "quick"
 
     status = operations.operation_status(job_uuid, conf)
@@ -150,10 +155,15 @@ def test_bad_stores_are_refused(conf, db, store, reason):
     assert helpers.rows(db, models.InstanceLock, instance_uuid=instance) == []
 
 
-def test_an_unimportable_factory_is_refused(conf, db, trace_file):
+def test_a_factory_a_runner_cannot_reimport_is_refused(conf, db, trace_file):
     instance = helpers.add_instance(db)
-    with pytest.raises(exception.InvalidInput, match="cannot be imported"):
-        post(conf, instance, trace_file, factory="tests.nowhere.get_flow")
+    with pytest.raises(exception.InvalidInput,
+                       match="cannot be re-imported by name"):
+        post(conf, instance, trace_file,
+             factory=lambda: sample_flows.get_quick_flow())
+    assert helpers.rows(db, models.InstanceLock, instance_uuid=instance) == []
+    assert helpers.rows(db, models.InstanceAction,
+                        instance_uuid=instance) == []
 
 
 def _insert_lock(db, instance, job_uuid, age_seconds):
