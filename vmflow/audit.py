@@ -23,27 +23,24 @@ Accounting rules (what the build and delete flows leave behind):
   deleted instance hold nothing;
 * an instance with a live lock is in progress and is skipped: what it
   holds is changing. The rule is the posting code's
-  (:func:`vmflow.engine.posting.lock_is_stale`): a lock is live while its
-  job is on the board (its row unclaimed or claimed; on Redis, which keeps
-  no rows, the board is asked), or while it is younger than one claim
-  expiry (a posting under way). A lock whose job ended, or was never
-  posted, is stale: the next operation takes it over, and until then the
-  instance is audited like any other.
+  (:func:`vmflow.engine.locks.lock_is_live`): a lock is live while a job
+  on the board works on its instance, or, without one, while its action is
+  unfinished and it is younger than one claim expiry (a posting under
+  way). A lock whose job ended, or was never posted, is stale: the next
+  operation takes it over, and until then the instance is audited like
+  any other.
 """
 import dataclasses
-import datetime
 
 import sqlalchemy
 
 from vmflow import conf as vmflow_conf
 from vmflow import drivers, exception, instances
-from vmflow.engine import jobboard
+from vmflow.engine import jobboard, locks, outcome
 from vmflow.inventory import as_dict, hosts
 from vmflow.persistence import api, models
 from vmflow.resources import claims, quota
 
-# TaskFlow's job states while a job is on the board (not ended).
-ACTIVE_JOB_STATES = ("UNCLAIMED", "CLAIMED")
 FINISHED_MIGRATIONS = ("confirmed", "reverted", "error", "failed", "done",
                        "completed")
 REQUIRED, OPTIONAL, NOTHING = "required", "optional", "nothing"
@@ -83,23 +80,10 @@ class Snapshot:
 
 def _busy_instances(session, conf=vmflow_conf.CONF):
     """Uuids of the instances whose lock is live (see the module doc)."""
-    lock, job = models.InstanceLock, models.Job
-    rows = session.execute(
-        sqlalchemy.select(lock.instance_uuid, lock.job_uuid, lock.created_at,
-                          job.state)
-        .outerjoin(job, job.uuid == lock.job_uuid)).all()
-    young = models.utcnow() - datetime.timedelta(
-        seconds=conf.jobboard.claim_expiry_seconds)
-    busy = {uuid for uuid, _job, created_at, state in rows
-            if state in ACTIVE_JOB_STATES
-            or (state is None and created_at > young)}
-    unknown = {job_uuid: uuid for uuid, job_uuid, created_at, state in rows
-               if uuid not in busy and state is None}
-    if unknown and conf.jobboard.backend != jobboard.SQL:
-        with jobboard.opened(conf) as board:
-            busy.update(uuid for job_uuid, uuid in unknown.items()
-                        if board.find_job(job_uuid) is not None)
-    return busy
+    with jobboard.opened(conf) as board:
+        board_jobs = locks.BoardJobs.read(board, outcome.job_info)
+        grace = board.claim_expiry
+    return set(locks.live_locks(session, board_jobs, grace))
 
 
 def load_snapshot(session):

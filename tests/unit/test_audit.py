@@ -6,6 +6,7 @@ import sqlalchemy
 
 from tests.cloud import cloud, image_file  # noqa: F401 (fixtures)
 from vmflow import instances
+from vmflow.engine import actions
 from vmflow.flows import build
 from vmflow.persistence import models
 from vmflow.tasks import base
@@ -108,15 +109,21 @@ def test_task_state_without_a_running_job(cloud):
     with cloud.session() as session:
         session.add(models.InstanceLock(instance_uuid=uuid, action="create",
                                         job_uuid="job-1", request_id="r"))
+        action_id = actions.start_instance_action(session, uuid, "create",
+                                                  "r")
     # A young lock without a job: a posting under way.
     assert cloud.audit()["ok"]
     with cloud.session() as session:
-        session.add(models.Job(uuid="job-1", board="b", name="create",
+        session.add(models.Job(uuid="job-1", board="vmflow", name="create",
                                details="{}", state="CLAIMED"))
     assert cloud.audit()["ok"]
+    # The job ended (its action finished) but left its lock: stale, even
+    # young (posting's rule too: a new operation takes it over).
     with cloud.session() as session:
         session.execute(sqlalchemy.update(models.Job).values(
             state="COMPLETE"))
+    actions.finish_instance_action(cloud.engine, action_id, actions.SUCCESS,
+                                   None)
     assert set(problems(cloud)) == {"task_states"}
 
 

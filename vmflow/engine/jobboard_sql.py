@@ -189,8 +189,7 @@ class SQLJobBoard(base.JobBoard):
     def _writer(self):
         """A transaction that takes SQLite's write lock up front."""
         self._ensure_connected()
-        return self._transaction(self._engine.execution_options(
-            sqlite_begin="IMMEDIATE"))
+        return self._transaction(api.writer_engine(self._engine))
 
     @contextlib.contextmanager
     def _transaction(self, engine):

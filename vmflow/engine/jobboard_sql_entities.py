@@ -12,7 +12,7 @@ import uuid as uuidlib
 
 import sqlalchemy
 
-from vmflow.persistence import models
+from vmflow.persistence import api, models
 
 REGISTERED = "REGISTERED"
 FORGET_AFTER = datetime.timedelta(days=1)
@@ -31,8 +31,7 @@ class SQLEntityRegistry:
                                  f"{self._board}/{entity_name}"))
 
     def _writer(self):
-        return self._engine.execution_options(
-            sqlite_begin="IMMEDIATE").begin()
+        return api.writer_engine(self._engine).begin()
 
     def register(self, entity):
         now = models.utcnow()

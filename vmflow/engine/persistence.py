@@ -85,8 +85,7 @@ class ProjectDatabaseBackend(impl_sqlalchemy.SQLAlchemyBackend):
         self.tables = tf_tables.fetch(self.metadata)
         masked_url = engine.url.render_as_string(hide_password=True)
         super().__init__({"connection": masked_url},
-                         engine=engine.execution_options(
-                             sqlite_begin="IMMEDIATE"))
+                         engine=api.writer_engine(engine))
 
     def get_connection(self):
         connection = _SharedTablesConnection(self, self._upgrade_lock)

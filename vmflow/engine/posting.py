@@ -17,7 +17,6 @@ If 2 or 3 fails, the lock is released and the action finished as ``error``.
 A process that dies between 1 and 3 leaves a lock with no job on the
 board: it counts as stale once ``[jobboard] claim_expiry_seconds`` old.
 """
-import datetime
 import json
 import uuid as uuidlib
 
@@ -29,7 +28,7 @@ from vmflow import exception
 from vmflow.engine import actions, jobboard, locks, outcome
 from vmflow.engine import persistence as engine_persistence
 from vmflow.flows import constants
-from vmflow.persistence import models
+from vmflow.persistence import api
 
 META_KEY = outcome.META_KEY
 # A store must not carry credentials (it is persisted in the clear).
@@ -60,10 +59,9 @@ def post_operation(action, instance_uuid, flow_factory, store,
     db_engine = persistence.source_engine
     job_uuid = str(uuidlib.uuid4())
     with jobboard.opened(conf, board, persistence) as board:
-        grace = datetime.timedelta(seconds=board.claim_expiry)
         action_id = locks.take_lock(
             db_engine, instance_uuid, action, job_uuid, request_id,
-            is_stale=lambda lock: lock_is_stale(board, lock, grace),
+            is_stale=lambda lock: lock_is_stale(board, db_engine, lock),
             on_taken=lambda session: actions.start_instance_action(
                 session, instance_uuid, action, request_id),
             on_stale=lambda lock: _finish_stale_action(db_engine, lock))
@@ -112,16 +110,15 @@ def _refuse_secrets(value, path="store"):
             _refuse_secrets(item, f"{path}[{index}]")
 
 
-def lock_is_stale(board, lock, grace):
-    """A lock is stale when no job on the board works on its instance and
-    it is older than ``grace`` (a lock younger than that may belong to a
-    posting still under way)."""
-    if board.find_job(lock.job_uuid) is not None:
-        return False
-    if any((outcome.job_info(job) or {}).get("instance_uuid")
-           == lock.instance_uuid for job in board.iterjobs()):
-        return False
-    return models.utcnow() - lock.created_at > grace
+def lock_is_stale(board, db_engine, lock):
+    """True unless ``lock`` is live by :func:`.locks.lock_is_live`, the
+    audit's rule too (grace: one claim expiry)."""
+    board_jobs = locks.BoardJobs.read(board, outcome.job_info)
+    with api.session_scope(db_engine) as session:
+        live = locks.live_locks(session, board_jobs, board.claim_expiry,
+                                lock.instance_uuid)
+    held = live.get(lock.instance_uuid)
+    return held is None or held.job_uuid != lock.job_uuid
 
 
 def _finish_stale_action(db_engine, lock):

@@ -89,6 +89,16 @@ def session_scope(engine=None):
             yield session
 
 
+# Execution options of a transaction that writes: on SQLite it starts
+# BEGIN IMMEDIATE (see writer_scope); other databases ignore them.
+WRITER_OPTIONS = {"sqlite_begin": "IMMEDIATE"}
+
+
+def writer_engine(engine):
+    """``engine`` whose transactions start as writers (see writer_scope)."""
+    return engine.execution_options(**WRITER_OPTIONS)
+
+
 def writer_scope(engine=None):
     """A :func:`session_scope` for a transaction that writes.
 
@@ -99,5 +109,4 @@ def writer_scope(engine=None):
     fails at once with "database is locked". Other databases are not
     affected.
     """
-    engine = engine or get_engine()
-    return session_scope(engine.execution_options(sqlite_begin="IMMEDIATE"))
+    return session_scope(writer_engine(engine or get_engine()))

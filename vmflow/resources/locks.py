@@ -13,8 +13,7 @@ taken before the lock was granted would miss the previous holder's write.
 import sqlalchemy
 from sqlalchemy import exc as sa_exc
 
-IMMEDIATE = {"sqlite_begin": "IMMEDIATE"}
-
+from vmflow.persistence import api
 
 def begin_write(session):
     """Start the transaction as a writer (SQLite: BEGIN IMMEDIATE).
@@ -23,8 +22,9 @@ def begin_write(session):
     """
     if session.get_bind().dialect.name != "sqlite":
         return
-    connection = session.connection(execution_options=IMMEDIATE)
-    if connection.get_execution_options().get("sqlite_begin") != "IMMEDIATE":
+    connection = session.connection(execution_options=api.WRITER_OPTIONS)
+    if (connection.get_execution_options().get("sqlite_begin")
+            != api.WRITER_OPTIONS["sqlite_begin"]):
         raise RuntimeError("begin_write() must come before any other "
                            "statement of the transaction")
 
