@@ -20,9 +20,10 @@ from taskflow import task as tf_task
 from taskflow.listeners import base
 
 from vmflow.engine import actions
+from vmflow.flows import constants
 
 LOG = tf_logging.getLogger(__name__)
-HOST_ARGUMENT = "host_name"
+HOST_ARGUMENT = constants.HOST_NAME
 
 
 class ActionEventListener(base.Listener):

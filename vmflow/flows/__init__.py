@@ -13,3 +13,15 @@ def iter_tasks(flow):
             yield from iter_tasks(node)
         else:
             yield node
+
+
+def iter_atoms(flow):
+    """Every atom of the flow in order: each flow's retry controller
+    first, then its tasks and nested flows."""
+    if flow.retry is not None:
+        yield flow.retry
+    for node, _meta in flow.iter_nodes():
+        if isinstance(node, tf_flow.Flow):
+            yield from iter_atoms(node)
+        else:
+            yield node

@@ -23,23 +23,19 @@ The instance row exists before the flow runs
 from taskflow.patterns import linear_flow
 
 from vmflow import instances
-from vmflow.flows import constants
+from vmflow.flows import constants, pieces
 from vmflow.tasks import claims, disks, domain, instance, quota, scheduling
 
 
 def get_build_flow():
     """An unloaded build flow (everything it needs comes from the store)."""
-    wait = linear_flow.Flow(constants.WAIT_RUNNING_FLOW,
-                            retry=domain.RetryUntilRunning())
-    wait.add(domain.WaitForDomainRunning())
-    on_host = linear_flow.Flow(constants.BUILD_ON_HOST_FLOW,
-                               retry=scheduling.RetryOnNextHost())
-    on_host.add(claims.ClaimResources(),
-                disks.CreateDisks(),
-                domain.GenerateDomainXml(),
-                domain.DefineDomain(),
-                domain.StartDomain(),
-                wait)
+    on_host = pieces.try_on_each_host(
+        claims.ClaimResources(),
+        disks.CreateDisks(),
+        domain.GenerateDomainXml(),
+        domain.DefineDomain(),
+        domain.StartDomain(),
+        pieces.wait_until_running())
     flow = linear_flow.Flow(constants.BUILD_FLOW)
     flow.add(instance.MarkInstanceErrorOnRevert((instances.SCHEDULING,)),
              quota.ReserveQuota(),

@@ -13,6 +13,7 @@ from taskflow import task
 from taskflow.types import failure as ft
 
 from vmflow import drivers
+from vmflow.flows import constants
 from vmflow.inventory import hosts
 from vmflow.persistence import api
 from vmflow.tasks import hooks
@@ -30,7 +31,7 @@ def _hooked_execute(execute):
         hooks.crash_point(self.name, "before-execute")
         try:
             hooks.inject_fault(hooks.FAIL_AT, self.name, "execute",
-                               kwargs.get("host_name"))
+                               kwargs.get(constants.HOST_NAME))
             result = execute(self, *args, **kwargs)
         except Exception as error:
             setattr(error, FAILURE_ORDER, next(_FAILURE_COUNTER))
@@ -44,7 +45,7 @@ def _hooked_revert(revert):
     @functools.wraps(revert)
     def wrapper(self, *args, **kwargs):
         hooks.inject_fault(hooks.FAIL_REVERT_AT, self.name, "revert",
-                           kwargs.get("host_name"))
+                           kwargs.get(constants.HOST_NAME))
         result = revert(self, *args, **kwargs)
         hooks.crash_point(self.name, "during-revert")
         return result

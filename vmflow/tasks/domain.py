@@ -93,8 +93,8 @@ class RetryUntilRunning(retry.Retry):
     reverts its subflow and leaves the decision to RetryOnNextHost.
     """
 
-    def __init__(self, **kwargs):
-        super().__init__(name=type(self).__name__,
+    def __init__(self, name=None, **kwargs):
+        super().__init__(name=name or type(self).__name__,
                          provides=constants.WAIT_DEADLINE, **kwargs)
 
     def execute(self, history, *args, **kwargs):

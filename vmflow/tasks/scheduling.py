@@ -47,8 +47,8 @@ class RetryOnNextHost(retry.ParameterizedForEach):
     sentinel among them, unreverted).
     """
 
-    def __init__(self, **kwargs):
-        super().__init__(name=type(self).__name__,
+    def __init__(self, name=None, **kwargs):
+        super().__init__(name=name or type(self).__name__,
                          provides=constants.HOST_NAME,
                          rebind={"values": constants.HOST_CANDIDATES},
                          revert_all=True, **kwargs)
