@@ -7,7 +7,7 @@ import uuid
 import sqlalchemy
 
 from vmflow.engine import persistence as engine_persistence
-from vmflow.persistence import api, migration
+from vmflow.persistence import api, migration, models
 
 SERVER_URLS = {
     "postgresql": "postgresql+psycopg2://postgres@127.0.0.1:5432/{db}",
@@ -54,3 +54,14 @@ def sync_schema(url):
         migration.db_sync(engine)
     finally:
         engine.dispose()
+
+
+def add_flavor_and_image(session, ram_mb=128):
+    """A flavor ``tiny`` and an image ``img`` rows (no file behind it), for
+    tests that write instance rows directly; returns their ids."""
+    flavor = models.Flavor(name="tiny", vcpus=1, ram_mb=ram_mb, disk_gb=1)
+    image = models.Image(name="img", file="/srv/img", disk_format="raw",
+                         size_bytes=1, virtual_size_bytes=1)
+    session.add_all([flavor, image])
+    session.flush()
+    return {"flavor_id": flavor.id, "image_id": image.id}

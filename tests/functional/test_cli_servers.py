@@ -1,19 +1,15 @@
 """Read-side server commands: list, show, event-list."""
 import json
 
+from tests import databases
 from vmflow.persistence import api, models
 
 
 def seed(state_dir):
     engine = api.create_engine(f"sqlite:///{state_dir}/vmflow.sqlite")
     with api.session_scope(engine) as session:
-        flavor = models.Flavor(name="tiny", vcpus=1, ram_mb=128, disk_gb=1)
-        image = models.Image(name="img", file="/srv/img", disk_format="raw",
-                             size_bytes=1, virtual_size_bytes=1)
-        session.add_all([flavor, image])
-        session.flush()
-        common = dict(project="demo", flavor_id=flavor.id, image_id=image.id,
-                      vcpus=1, memory_mb=128, disk_gb=1)
+        common = dict(databases.add_flavor_and_image(session),
+                      project="demo", vcpus=1, memory_mb=128, disk_gb=1)
         session.add_all([
             models.Instance(uuid="u-active", name="web", host="h1",
                             vm_state="active", power_state="running",

@@ -71,17 +71,12 @@ def test_unsynced_database_is_reported_not_ready(empty_database):
 def test_upgrade_maps_libvirt_power_states_to_neutral_ones(empty_database):
     migration.db_sync(empty_database, "0002")
     with api.session_scope(empty_database) as session:
-        flavor = models.Flavor(name="f", vcpus=1, ram_mb=64, disk_gb=1)
-        image = models.Image(name="i", file="/x", disk_format="qcow2",
-                             size_bytes=1, virtual_size_bytes=1)
-        session.add_all([flavor, image])
-        session.flush()
+        rows = databases.add_flavor_and_image(session, ram_mb=64)
         for name, state in (("a", "blocked"), ("b", "shutoff"),
                             ("c", "pmsuspended"), ("d", "paused")):
             session.add(models.Instance(
-                name=name, project="p", flavor_id=flavor.id,
-                image_id=image.id, vcpus=1, memory_mb=64, disk_gb=1,
-                vm_state="active", power_state=state))
+                name=name, project="p", vcpus=1, memory_mb=64, disk_gb=1,
+                vm_state="active", power_state=state, **rows))
     migration.db_sync(empty_database)
     with api.session_scope(empty_database) as session:
         states = dict(session.execute(sqlalchemy.select(
