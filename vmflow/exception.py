@@ -34,6 +34,10 @@ class InvalidName(InvalidInput):
     msg_fmt = "invalid name %(name)r: %(reason)s"
 
 
+class InvalidConfig(VmflowError):
+    msg_fmt = "invalid configuration: %(reason)s"
+
+
 class NotFound(VmflowError):
     msg_fmt = "%(kind)s %(name)r not found"
 

@@ -1,6 +1,7 @@
 """``vmflow-engine``: the runner service.
 
-It first checks what a runner needs -- the configuration loads, the
+It first checks what a runner needs -- the configuration loads and every
+value in it is valid (one line naming the bad one, exit 1), the
 database schema is current, every enabled host's hypervisor answers, the
 job board is reachable -- and exits 1 listing the problems if any. Then it
 claims jobs from the job board and runs them (:class:`vmflow.engine.runner.
@@ -91,11 +92,16 @@ def install_signal_handlers(runner):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        vmflow_conf.parse(config_files=args.config_files)
+    except exception.InvalidConfig as error:
+        sys.stderr.write(f"{parser.prog}: error: {error}\n")
+        return 1
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
                         format="%(asctime)s %(process)d %(levelname)s "
                                "%(name)s: %(message)s")
-    vmflow_conf.parse(config_files=args.config_files)
     problems = preflight()
     for problem in problems:
         LOG.error("%s", problem)
