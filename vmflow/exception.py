@@ -55,6 +55,14 @@ class DatabaseNotReady(VmflowError):
                "(%(reason)s); run 'vmflow db sync'")
 
 
+class DatabaseMissing(VmflowError):
+    msg_fmt = "database %(url)s does not exist; run 'vmflow db sync'"
+
+
+class DatabaseUnavailable(VmflowError):
+    msg_fmt = "cannot use database %(url)s: %(reason)s"
+
+
 class RescheduleableError(VmflowError):
     """A host-level failure: try the next alternate host."""
 
