@@ -7,6 +7,8 @@ import os
 import re
 import unicodedata
 
+import sqlalchemy
+
 from vmflow import exception
 from vmflow.persistence.models import NAME_LENGTH
 
@@ -43,6 +45,31 @@ def validate_name(name, kind="name"):
             reason=f"{kind} may only contain letters, digits, '.', '_' and "
                    "'-', and must start with a letter or digit")
     return name
+
+
+def column_max(column):
+    """The largest whole number ``column`` holds. Integer is 32 bits on
+    PostgreSQL and MariaDB; SQLite gets the same bound, so its database
+    can move to a server."""
+    column_type = column.type
+    if isinstance(column_type, sqlalchemy.BigInteger):
+        return 2**63 - 1
+    if isinstance(column_type, sqlalchemy.SmallInteger):
+        return 2**15 - 1
+    return 2**31 - 1
+
+
+def validate_count(value, column, what, minimum=1):
+    """``value`` between ``minimum`` and what ``column`` holds."""
+    if value < minimum:
+        raise exception.InvalidInput(
+            reason=f"{what} {value} must be at least {minimum}")
+    maximum = column_max(column)
+    if value > maximum:
+        raise exception.InvalidInput(
+            reason=f"{what} {value} must be at most {maximum} (the most "
+                   f"column {column.table}.{column.name} holds)")
+    return value
 
 
 def validate_text(text, what, max_length=255):

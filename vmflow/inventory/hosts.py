@@ -30,11 +30,10 @@ def check_hypervisor(uri):
 def add_host(session, name, uri, vcpus, memory_mb, disk_gb,
              instances_path=None, ssh=None, verify=True):
     validation.validate_name(name, "host name")
-    for what, value in (("vcpus", vcpus), ("memory", memory_mb),
-                        ("disk", disk_gb)):
-        if value < 1:
-            raise exception.InvalidInput(
-                reason=f"host {what} {value} must be at least 1")
+    for what, value, column in (("vcpus", vcpus, models.Host.vcpus),
+                                ("memory", memory_mb, models.Host.memory_mb),
+                                ("disk", disk_gb, models.Host.disk_gb)):
+        validation.validate_count(value, column, f"host {what}")
     instances_path = validation.validate_absolute_path(
         instances_path or default_instances_path(), "instances path")
     ssh_user = ssh_host = ssh_port = None
