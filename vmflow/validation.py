@@ -13,6 +13,8 @@ from vmflow import exception
 from vmflow.persistence.models import NAME_LENGTH
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_LIBVIRT_URI_RE = re.compile(
+    r"^[A-Za-z][A-Za-z0-9]*(\+[A-Za-z0-9]+)?://\S*$")
 _SSH_RE = re.compile(
     r"^(?P<user>[a-z_][a-z0-9_.-]{0,31})@"
     r"(?P<addr>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]{0,252})"
@@ -82,6 +84,19 @@ def validate_text(text, what, max_length=255):
         raise exception.InvalidInput(
             reason=f"{what} {text!r} contains control characters")
     return text
+
+
+def validate_libvirt_uri(uri):
+    """``driver[+transport]://[host]/path[?query]``, as libvirt takes it; an
+    empty URI would make libvirt open its default hypervisor."""
+    if not uri or not uri.strip():
+        raise exception.InvalidInput(reason=f"libvirt URI {uri!r} is empty")
+    validate_text(uri, "libvirt URI")
+    if not _LIBVIRT_URI_RE.match(uri):
+        raise exception.InvalidInput(
+            reason=f"libvirt URI {uri!r} is not DRIVER[+TRANSPORT]://"
+                   "[HOST]/PATH (for example qemu:///system)")
+    return uri
 
 
 def validate_absolute_path(path, what):

@@ -20,6 +20,7 @@ ENGINE_BIN = os.path.join(os.path.dirname(sys.executable), "vmflow-engine")
 @pytest.fixture
 def cloud_cli(cli, tmp_path, image_file):  # noqa: F811
     cli("db", "sync")
+    (tmp_path / "instances").mkdir()
     cli("host", "add", "h1", "--uri", "test:///default", "--vcpus", "4",
         "--memory-mb", "4096", "--disk-gb", "20", "--instances-path",
         str(tmp_path / "instances"))
