@@ -42,10 +42,11 @@ class Cloud:
     def session(self):
         return api.session_scope(self.engine)
 
-    def add_host(self, name, uri=TEST_URI, vcpus=4, memory_mb=4096,
+    def add_host(self, name, uri=None, vcpus=4, memory_mb=4096,
                  disk_gb=40):
         """A host on ``uri``; ``uri=None`` gives it a private hypervisor
-        (a test driver loaded from a file, independent of every other)."""
+        (a test driver loaded from a file, independent of every other: one
+        hypervisor is one host)."""
         if uri is None:
             node = self.tmp_path / f"{name}-node.xml"
             node.write_text(NODE_XML)
@@ -132,7 +133,7 @@ def cloud(conf, db_engine, tmp_path, image_file):
     conf.set_override("wait_running_seconds", 1, group="libvirt")
     conf.set_override("poll_interval_seconds", 0.05, group="libvirt")
     cloud = Cloud(db_engine, tmp_path)
-    cloud.add_host("host1")
+    cloud.add_host("host1", uri=TEST_URI)
     with cloud.session() as session:
         flavors.create_flavor(session, "tiny", 1, 64, 1)
         images.add_image(session, "tiny", image_file)

@@ -34,6 +34,10 @@ class InvalidName(InvalidInput):
     msg_fmt = "invalid name %(name)r: %(reason)s"
 
 
+class InvalidConfig(VmflowError):
+    msg_fmt = "invalid configuration: %(reason)s"
+
+
 class NotFound(VmflowError):
     msg_fmt = "%(kind)s %(name)r not found"
 
@@ -56,6 +60,14 @@ class MissingExtra(VmflowError):
 class DatabaseNotReady(VmflowError):
     msg_fmt = ("database %(url)s is not at the current schema "
                "(%(reason)s); run 'vmflow db sync'")
+
+
+class DatabaseMissing(VmflowError):
+    msg_fmt = "database %(url)s does not exist; run 'vmflow db sync'"
+
+
+class DatabaseUnavailable(VmflowError):
+    msg_fmt = "cannot use database %(url)s: %(reason)s"
 
 
 class RescheduleableError(VmflowError):

@@ -7,10 +7,14 @@ import os
 import re
 import unicodedata
 
+import sqlalchemy
+
 from vmflow import exception
 from vmflow.persistence.models import NAME_LENGTH
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_LIBVIRT_URI_RE = re.compile(
+    r"^[A-Za-z][A-Za-z0-9]*(\+[A-Za-z0-9]+)?://\S*$")
 _SSH_RE = re.compile(
     r"^(?P<user>[a-z_][a-z0-9_.-]{0,31})@"
     r"(?P<addr>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]{0,252})"
@@ -45,6 +49,31 @@ def validate_name(name, kind="name"):
     return name
 
 
+def column_max(column):
+    """The largest whole number ``column`` holds. Integer is 32 bits on
+    PostgreSQL and MariaDB; SQLite gets the same bound, so its database
+    can move to a server."""
+    column_type = column.type
+    if isinstance(column_type, sqlalchemy.BigInteger):
+        return 2**63 - 1
+    if isinstance(column_type, sqlalchemy.SmallInteger):
+        return 2**15 - 1
+    return 2**31 - 1
+
+
+def validate_count(value, column, what, minimum=1):
+    """``value`` between ``minimum`` and what ``column`` holds."""
+    if value < minimum:
+        raise exception.InvalidInput(
+            reason=f"{what} {value} must be at least {minimum}")
+    maximum = column_max(column)
+    if value > maximum:
+        raise exception.InvalidInput(
+            reason=f"{what} {value} must be at most {maximum} (the most "
+                   f"column {column.table}.{column.name} holds)")
+    return value
+
+
 def validate_text(text, what, max_length=255):
     """Free text (reasons, kernel command lines): bounded, no control chars."""
     if len(text) > max_length:
@@ -55,6 +84,19 @@ def validate_text(text, what, max_length=255):
         raise exception.InvalidInput(
             reason=f"{what} {text!r} contains control characters")
     return text
+
+
+def validate_libvirt_uri(uri):
+    """``driver[+transport]://[host]/path[?query]``, as libvirt takes it; an
+    empty URI would make libvirt open its default hypervisor."""
+    if not uri or not uri.strip():
+        raise exception.InvalidInput(reason=f"libvirt URI {uri!r} is empty")
+    validate_text(uri, "libvirt URI")
+    if not _LIBVIRT_URI_RE.match(uri):
+        raise exception.InvalidInput(
+            reason=f"libvirt URI {uri!r} is not DRIVER[+TRANSPORT]://"
+                   "[HOST]/PATH (for example qemu:///system)")
+    return uri
 
 
 def validate_absolute_path(path, what):

@@ -63,6 +63,8 @@ def _remove_domain(uri, uuid):
 
 
 def add_host(cli, name, uri, memory_mb=1024):
+    # host add refuses an instances path that is not a directory.
+    os.makedirs(f"{cli.instances_root}/{name}", mode=0o755, exist_ok=True)
     cli("host", "add", name, "--uri", uri, "--vcpus", "2", "--memory-mb",
         str(memory_mb), "--disk-gb", "10", "--instances-path",
         f"{cli.instances_root}/{name}")

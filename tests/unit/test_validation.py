@@ -53,3 +53,18 @@ def test_bad_ssh_endpoints_are_refused(text):
     with pytest.raises(exception.InvalidInput) as caught:
         validation.parse_ssh_endpoint(text)
     assert repr(text) in str(caught.value)
+
+
+def test_counts_are_bounded_by_what_their_column_holds():
+    from vmflow.persistence import models
+    assert validation.column_max(models.Flavor.ram_mb) == 2**31 - 1
+    assert validation.column_max(models.Image.size_bytes) == 2**63 - 1
+    assert validation.validate_count(2**31 - 1, models.Flavor.ram_mb,
+                                     "ram") == 2**31 - 1
+    with pytest.raises(exception.InvalidInput,
+                       match=r"ram 2147483648 must be at most 2147483647 "
+                             r"\(the most column flavors.ram_mb holds\)"):
+        validation.validate_count(2**31, models.Flavor.ram_mb, "ram")
+    with pytest.raises(exception.InvalidInput, match="-2 must be at least -1"):
+        validation.validate_count(-2, models.QuotaLimit.hard_limit, "limit",
+                                  minimum=-1)

@@ -6,6 +6,7 @@ import sys
 
 from cliff import command, lister, show
 
+from vmflow import exception, validation
 from vmflow.persistence import migration
 
 
@@ -54,8 +55,18 @@ def positive_int(text):
     return _integer(text, 1, "value")
 
 
-def quota_limit(text):
-    return _integer(text, -1, "limit")
+def column_int(column, minimum=1, what="value"):
+    """An argparse type: a whole number from ``minimum`` up to what the
+    database ``column`` holds (the argument is named by argparse)."""
+    def parse(text):
+        value = _integer(text, minimum, what)
+        try:
+            return validation.validate_count(value, column, what, minimum)
+        except exception.InvalidInput as error:
+            raise argparse.ArgumentTypeError(
+                error.kwargs["reason"]) from None
+    parse.__name__ = "whole number"
+    return parse
 
 
 def printable(value):

@@ -9,7 +9,7 @@ class DbSync(base.ShowOne):
         engine = api.get_engine()
         revision = migration.db_sync(engine)
         return base.as_show({
-            "database": engine.url.render_as_string(hide_password=True),
+            "database": api.display_url(engine),
             "revision": revision})
 
 
@@ -19,6 +19,6 @@ class DbVersion(base.ShowOne):
     def take_action(self, parsed_args):
         engine = api.get_engine()
         return base.as_show({
-            "database": engine.url.render_as_string(hide_password=True),
+            "database": api.display_url(engine),
             "revision": migration.current_revision(engine),
             "head": migration.head_revision()})

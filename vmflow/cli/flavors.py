@@ -1,5 +1,6 @@
 from vmflow.cli import base
 from vmflow.inventory import flavors
+from vmflow.persistence import models
 
 
 class CreateFlavor(base.ShowOne):
@@ -8,11 +9,12 @@ class CreateFlavor(base.ShowOne):
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
         parser.add_argument("name")
-        parser.add_argument("--vcpus", type=base.positive_int, required=True)
-        parser.add_argument("--ram", type=base.positive_int, required=True,
-                            metavar="MB")
-        parser.add_argument("--disk", type=base.positive_int, required=True,
-                            metavar="GB")
+        parser.add_argument("--vcpus", required=True,
+                            type=base.column_int(models.Flavor.vcpus))
+        parser.add_argument("--ram", required=True, metavar="MB",
+                            type=base.column_int(models.Flavor.ram_mb))
+        parser.add_argument("--disk", required=True, metavar="GB",
+                            type=base.column_int(models.Flavor.disk_gb))
         return parser
 
     def take_action(self, parsed_args):

@@ -1,5 +1,6 @@
 from vmflow.cli import base
 from vmflow.inventory import hosts
+from vmflow.persistence import models
 
 
 class AddHost(base.ShowOne):
@@ -10,11 +11,12 @@ class AddHost(base.ShowOne):
         parser.add_argument("name")
         parser.add_argument("--uri", required=True,
                             help="libvirt URI, e.g. qemu:///system")
-        parser.add_argument("--vcpus", type=base.positive_int, required=True)
-        parser.add_argument("--memory-mb", type=base.positive_int,
-                            required=True)
-        parser.add_argument("--disk-gb", type=base.positive_int,
-                            required=True)
+        parser.add_argument("--vcpus", required=True,
+                            type=base.column_int(models.Host.vcpus))
+        parser.add_argument("--memory-mb", required=True,
+                            type=base.column_int(models.Host.memory_mb))
+        parser.add_argument("--disk-gb", required=True,
+                            type=base.column_int(models.Host.disk_gb))
         parser.add_argument("--instances-path", metavar="DIR",
                             help="where instance disks live on the host "
                                  "(default: <state_path>/instances)")

@@ -1,7 +1,10 @@
 from vmflow.cli import base
 from vmflow.inventory import quotas
+from vmflow.persistence import models
 
 COLUMNS = ("resource", "limit", "in_use", "source")
+LIMIT = base.column_int(models.QuotaLimit.hard_limit, quotas.UNLIMITED,
+                        "limit")
 
 
 class SetQuota(base.Lister):
@@ -10,9 +13,9 @@ class SetQuota(base.Lister):
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
         parser.add_argument("project")
-        parser.add_argument("--instances", type=base.quota_limit)
-        parser.add_argument("--cores", type=base.quota_limit)
-        parser.add_argument("--ram", type=base.quota_limit, metavar="MB")
+        for option in ("--instances", "--cores", "--ram"):
+            parser.add_argument(option, type=LIMIT,
+                                metavar="MB" if option == "--ram" else None)
         return parser
 
     def take_action(self, parsed_args):

@@ -1,8 +1,9 @@
 """``vmflow-engine``: the runner service.
 
-It first checks what a runner needs -- the configuration loads, the
-database schema is current, every enabled host's hypervisor answers, the
-job board is reachable -- and exits 1 listing the problems if any. Then it
+It first checks what a runner needs -- the configuration loads and every
+value in it is valid, the database schema is current, every enabled
+host's hypervisor answers, the job board is reachable -- and exits 1 with
+one ``vmflow-engine: error:`` line per problem if any. Then it
 claims jobs from the job board and runs them (:class:`vmflow.engine.runner.
 Runner`) until SIGTERM or SIGINT: it stops claiming, lets the running steps
 finish (their engines suspend), abandons those jobs for another runner and
@@ -91,14 +92,20 @@ def install_signal_handlers(runner):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
-                        format="%(asctime)s %(process)d %(levelname)s "
-                               "%(name)s: %(message)s")
-    vmflow_conf.parse(config_files=args.config_files)
-    problems = preflight()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        vmflow_conf.parse(config_files=args.config_files)
+    except exception.InvalidConfig as error:
+        problems = [str(error)]
+    else:
+        logging.basicConfig(
+            level=logging.DEBUG if args.debug else logging.INFO,
+            format="%(asctime)s %(process)d %(levelname)s %(name)s: "
+                   "%(message)s")
+        problems = preflight()
     for problem in problems:
-        LOG.error("%s", problem)
+        sys.stderr.write(f"{parser.prog}: error: {problem}\n")
     if problems or args.check:
         return 1 if problems else 0
     from vmflow.engine import runner as engine_runner

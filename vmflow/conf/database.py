@@ -16,10 +16,10 @@ database_opts = [
                 help="Use synchronous=FULL for SQLite in WAL mode (each "
                      "commit survives power loss). False uses NORMAL."),
     cfg.IntOpt("busy_timeout_seconds",
-               default=30, min=1,
+               default=30, min=1, max=86400,
                help="How long an SQLite writer waits for a lock."),
     cfg.IntOpt("pool_size",
-               default=5, min=1,
+               default=5, min=1, max=1000,
                help="Connections kept open per process (PostgreSQL/MySQL)."),
 ]
 

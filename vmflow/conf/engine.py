@@ -9,7 +9,7 @@ engine_opts = [
                choices=["serial", "threaded"],
                help="serial runs one task at a time; threaded runs "
                     "independent tasks of a flow in parallel."),
-    cfg.IntOpt("max_workers", default=4, min=1,
+    cfg.IntOpt("max_workers", default=4, min=1, max=256,
                help="Threads for the threaded executor, and jobs one "
                     "runner works on at once."),
 ]

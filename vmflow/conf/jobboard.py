@@ -14,7 +14,7 @@ jobboard_opts = [
                help="Password of the job board server. Never logged."),
     cfg.StrOpt("namespace", default="vmflow",
                help="Namespace (key prefix) of this deployment's jobs."),
-    cfg.IntOpt("claim_expiry_seconds", default=30, min=5,
+    cfg.IntOpt("claim_expiry_seconds", default=30, min=5, max=86400,
                help="A runner's claim on a job expires when not renewed "
                     "for this long, so another runner may take it over."),
 ]

@@ -27,6 +27,12 @@ def driver_class(name):
     return next(iter(found)).load()
 
 
+def probe_disk_file(path, conf=vmflow_conf.CONF):
+    """What the configured driver's disk tools say of a local image file
+    (before it is registered: no host is involved yet)."""
+    return driver_class(conf.compute_driver).probe_disk_file(path)
+
+
 def get_driver(host, conf=vmflow_conf.CONF):
     """The driver of ``host``, a host dict as the inventory stores it
     (``name``, ``uri``, ``instances_path``, ``ssh_*``)."""

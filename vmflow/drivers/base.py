@@ -34,6 +34,13 @@ class ComputeDriver(abc.ABC):
         ``console_log``, ...) and what was created.
         """
 
+    @classmethod
+    @abc.abstractmethod
+    def probe_disk_file(cls, path):
+        """What the disk tools say of a file on this machine (``format``,
+        ``virtual-size``, ``backing-filename``, ... as qemu-img names
+        them); ImageBackendError when it is not a readable image."""
+
     @abc.abstractmethod
     def remove_disks(self, instance_uuid):
         """Delete the instance's files: ``"removed"`` or ``"absent"``."""

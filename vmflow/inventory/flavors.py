@@ -1,4 +1,4 @@
-from vmflow import exception, validation
+from vmflow import validation
 from vmflow.inventory import (as_dict, delete_unless_used, ensure_name_free,
                               get_by_name, insert_unique, list_by_name)
 from vmflow.persistence import models
@@ -8,10 +8,10 @@ COLUMNS = ("id", "name", "vcpus", "ram_mb", "disk_gb")
 
 def create_flavor(session, name, vcpus, ram_mb, disk_gb):
     validation.validate_name(name, "flavor name")
-    for what, value in (("vcpus", vcpus), ("ram", ram_mb), ("disk", disk_gb)):
-        if value < 1:
-            raise exception.InvalidInput(
-                reason=f"flavor {what} {value} must be at least 1")
+    for what, value, column in (("vcpus", vcpus, models.Flavor.vcpus),
+                                ("ram", ram_mb, models.Flavor.ram_mb),
+                                ("disk", disk_gb, models.Flavor.disk_gb)):
+        validation.validate_count(value, column, f"flavor {what}")
     ensure_name_free(session, models.Flavor, "flavor", name)
     flavor = insert_unique(session, models.Flavor(
         name=name, vcpus=vcpus, ram_mb=ram_mb, disk_gb=disk_gb), "flavor")

@@ -1,8 +1,12 @@
 import os
+import urllib.parse
+
+import sqlalchemy
 
 from vmflow import conf as vmflow_conf
 from vmflow import exception, validation
 from vmflow import drivers
+from vmflow.drivers.remote import runner as remote_runner
 from vmflow.inventory import (as_dict, ensure_name_free, get_by_name,
                               insert_unique, list_by_name)
 from vmflow.persistence import models
@@ -19,30 +23,77 @@ def default_instances_path(conf=vmflow_conf.CONF):
 
 def check_hypervisor(uri):
     """Raise HypervisorUnavailable unless ``uri`` answers a health check."""
-    validation.validate_text(uri, "libvirt URI")
+    validation.validate_libvirt_uri(uri)
     return drivers.get_driver({"uri": uri}).health_check()
+
+
+def hypervisor_key(uri):
+    """What identifies the hypervisor behind ``uri``: scheme and host name
+    in lower case, without the login user, ``+unix`` or a trailing ``/``
+    (``qemu+unix:///system/`` and ``QEMU:///system`` are the same one)."""
+    parts = urllib.parse.urlsplit(uri)
+    scheme = parts.scheme.lower()
+    address = parts.netloc.rpartition("@")[2].lower()
+    if not address:
+        scheme = scheme.removesuffix("+unix")
+    return scheme, address, parts.path.rstrip("/") or "/", parts.query
+
+
+def ensure_hypervisor_free(session, uri):
+    """One host per hypervisor: two would each see the other's domains as
+    strangers (audit)."""
+    key = hypervisor_key(uri)
+    for name, known in session.execute(
+            sqlalchemy.select(models.Host.name, models.Host.uri)):
+        if hypervisor_key(known) == key:
+            raise exception.InvalidInput(
+                reason=f"libvirt URI {uri!r} is already host {name!r} "
+                       f"({known})")
+
+
+def check_instances_path(host):
+    """The host's instances path must be a directory there (checked over
+    SSH for a remote host): disks are created below it."""
+    path = host["instances_path"]
+    if not host["ssh_host"]:
+        if not os.path.isdir(path):
+            raise exception.InvalidInput(
+                reason=f"instances path {path!r} does not exist or is not "
+                       "a directory")
+        return
+    runner = remote_runner.runner_for_host(host)
+    try:
+        runner.run(["test", "-d", path])
+    except exception.CommandFailed:
+        raise exception.InvalidInput(
+            reason=f"instances path {path!r} does not exist or is not a "
+                   f"directory on {runner.target}") from None
+    finally:
+        runner.close()
 
 
 def add_host(session, name, uri, vcpus, memory_mb, disk_gb,
              instances_path=None, ssh=None, verify=True):
     validation.validate_name(name, "host name")
-    for what, value in (("vcpus", vcpus), ("memory", memory_mb),
-                        ("disk", disk_gb)):
-        if value < 1:
-            raise exception.InvalidInput(
-                reason=f"host {what} {value} must be at least 1")
-    instances_path = validation.validate_absolute_path(
-        instances_path or default_instances_path(), "instances path")
-    ssh_user = ssh_host = ssh_port = None
-    if ssh:
-        ssh_user, ssh_host, ssh_port = validation.parse_ssh_endpoint(ssh)
+    for what, value, column in (("vcpus", vcpus, models.Host.vcpus),
+                                ("memory", memory_mb, models.Host.memory_mb),
+                                ("disk", disk_gb, models.Host.disk_gb)):
+        validation.validate_count(value, column, f"host {what}")
+    fields = dict(
+        name=name, uri=validation.validate_libvirt_uri(uri), vcpus=vcpus,
+        memory_mb=memory_mb, disk_gb=disk_gb, enabled=True,
+        instances_path=validation.validate_absolute_path(
+            instances_path or default_instances_path(), "instances path"),
+        ssh_user=None, ssh_host=None, ssh_port=None)
+    if ssh is not None:
+        fields["ssh_user"], fields["ssh_host"], fields["ssh_port"] = (
+            validation.parse_ssh_endpoint(ssh))
     ensure_name_free(session, models.Host, "host", name)
+    ensure_hypervisor_free(session, uri)
     if verify:
         check_hypervisor(uri)
-    host = insert_unique(session, models.Host(
-        name=name, uri=uri, vcpus=vcpus, memory_mb=memory_mb,
-        disk_gb=disk_gb, instances_path=instances_path, ssh_user=ssh_user,
-        ssh_host=ssh_host, ssh_port=ssh_port, enabled=True), "host")
+        check_instances_path(fields)
+    host = insert_unique(session, models.Host(**fields), "host")
     return as_dict(host, COLUMNS)
 
 

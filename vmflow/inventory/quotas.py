@@ -46,10 +46,8 @@ def set_limits(session, project, limits):
         if resource not in RESOURCES:
             raise exception.InvalidInput(
                 reason=f"unknown quota resource {resource!r}")
-        if value < UNLIMITED:
-            raise exception.InvalidInput(
-                reason=f"quota {resource} limit {value} must be -1 "
-                       "(unlimited) or more")
+        validation.validate_count(value, models.QuotaLimit.hard_limit,
+                                  f"quota {resource} limit", UNLIMITED)
     for resource, value in changes.items():
         row = session.scalar(sqlalchemy.select(models.QuotaLimit).where(
             models.QuotaLimit.project == project,

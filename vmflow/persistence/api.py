@@ -8,7 +8,7 @@ import os
 import threading
 
 import sqlalchemy
-from sqlalchemy import event, orm
+from sqlalchemy import event, exc as sa_exc, orm
 
 from vmflow import conf as vmflow_conf
 from vmflow import exception
@@ -45,9 +45,6 @@ def _configure_sqlite(engine, synchronous_full, busy_timeout_seconds):
 def create_engine(url, conf=vmflow_conf.CONF):
     url = sqlalchemy.engine.make_url(url)
     if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(url.database)),
-                        exist_ok=True)
         engine = sqlalchemy.create_engine(url)
         _configure_sqlite(engine, conf.database.sqlite_synchronous_full,
                           conf.database.busy_timeout_seconds)
@@ -62,6 +59,50 @@ def create_engine(url, conf=vmflow_conf.CONF):
         raise exception.MissingExtra(
             what=f"[database] connection = {url.drivername}://...",
             package=error.name, extra=extra) from error
+
+
+def display_url(engine):
+    """The engine's URL as it may be printed: password masked."""
+    return engine.url.render_as_string(hide_password=True)
+
+
+def _sqlite_file(engine):
+    """The SQLite database file of ``engine``, None for other databases."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "",
+                                                              ":memory:"):
+        return None
+    return os.path.abspath(url.database)
+
+
+def create_sqlite_directory(engine):
+    """Make the folder of an SQLite file (only ``db sync`` creates one)."""
+    path = _sqlite_file(engine)
+    if path:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+
+
+def check_reachable(engine):
+    """Raise DatabaseMissing for an SQLite file that does not exist (rather
+    than create an empty one), DatabaseUnavailable when the database does
+    not answer, with the driver's first line."""
+    path = _sqlite_file(engine)
+    if path and not os.path.exists(path):
+        raise exception.DatabaseMissing(url=display_url(engine))
+    try:
+        with engine.connect():
+            pass
+    except sa_exc.DBAPIError as error:
+        raise unavailable(engine, error) from None
+
+
+def unavailable(engine, error):
+    """DatabaseUnavailable for a driver error (first line of the driver's
+    own message, without SQLAlchemy's SQL dump)."""
+    reason = str(getattr(error, "orig", None) or error).strip()
+    return exception.DatabaseUnavailable(
+        url=display_url(engine), reason=reason.splitlines()[0] if reason
+        else type(error).__name__)
 
 
 def get_engine(conf=vmflow_conf.CONF):

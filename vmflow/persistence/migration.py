@@ -3,6 +3,7 @@ import contextlib
 import os
 
 from alembic import command, config as alembic_config, migration, script
+from sqlalchemy import exc as sa_exc
 
 from vmflow import exception
 from vmflow.persistence import api
@@ -28,10 +29,16 @@ def head_revision():
 
 
 def current_revision(engine):
-    with engine.connect() as connection:
-        ctx = migration.MigrationContext.configure(
-            connection, opts={"version_table": VERSION_TABLE})
-        return ctx.get_current_revision()
+    """The schema revision of a database that exists and answers (see
+    :func:`api.check_reachable`)."""
+    api.check_reachable(engine)
+    try:
+        with engine.connect() as connection:
+            ctx = migration.MigrationContext.configure(
+                connection, opts={"version_table": VERSION_TABLE})
+            return ctx.get_current_revision()
+    except sa_exc.DBAPIError as error:  # e.g. a file that is no database
+        raise api.unavailable(engine, error) from None
 
 
 def db_sync(engine=None, revision="head"):
@@ -43,10 +50,14 @@ def db_sync(engine=None, revision="head"):
 
     engine = engine or api.get_engine()
     head_revision()
-    with engine.begin() as connection:
-        command.upgrade(_alembic_config(connection), revision)
-    with engine.begin() as connection:
-        taskflow_migration.db_sync(connection)
+    api.create_sqlite_directory(engine)
+    try:
+        with engine.begin() as connection:
+            command.upgrade(_alembic_config(connection), revision)
+        with engine.begin() as connection:
+            taskflow_migration.db_sync(connection)
+    except sa_exc.DBAPIError as error:
+        raise api.unavailable(engine, error) from None
     return current_revision(engine)
 
 
@@ -57,18 +68,15 @@ def db_downgrade(engine, revision="base"):
 
 
 def check_schema(engine=None):
-    """Raise DatabaseNotReady unless the schema is at the head revision."""
+    """Raise DatabaseNotReady unless the schema is at the head revision
+    (DatabaseMissing / DatabaseUnavailable when there is none to ask)."""
     engine = engine or api.get_engine()
-    url = engine.url.render_as_string(hide_password=True)
-    try:
-        current = current_revision(engine)
-    except Exception as error:  # driver errors: unreachable server, etc.
-        raise exception.DatabaseNotReady(
-            url=url, reason=str(error).splitlines()[0]) from error
+    current = current_revision(engine)
     head = head_revision()
     if current != head:
         raise exception.DatabaseNotReady(
-            url=url, reason=f"at revision {current}, expected {head}")
+            url=api.display_url(engine),
+            reason=f"at revision {current}, expected {head}")
 
 
 @contextlib.contextmanager

@@ -85,6 +85,11 @@ class LibvirtDriver(base.ComputeDriver):
             created.append(overlay["path"])
         return dict(self.disk_paths(instance, image), created=created)
 
+    @classmethod
+    def probe_disk_file(cls, path):
+        probe = imagebackend.ImageBackend(remote_runner.LocalRunner(), "/")
+        return probe.disk_info(path)
+
     def remove_disks(self, instance_uuid):
         return self.images.remove_instance_files(instance_uuid)
 
