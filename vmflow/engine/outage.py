@@ -1,0 +1,57 @@
+"""Logging and pacing retries while a dependency (the job board, the
+database) is down: one warning when it fails (with the traceback, once),
+one when it works again, exponential back-off with a cap in between, so a
+long outage costs a few log lines instead of one traceback per retry."""
+import time
+
+INITIAL_DELAY = 0.2
+MAX_DELAY = 10.0
+
+
+class OutageLog:
+    """Tracks one dependency's outage; ``what`` names it in the log."""
+
+    def __init__(self, log, what, initial_delay=INITIAL_DELAY,
+                 max_delay=MAX_DELAY):
+        self._log = log
+        self._what = what
+        self._initial = initial_delay
+        self._max = max_delay
+        self._delay = None
+        self._since = None
+        self._failures = 0
+
+    @property
+    def down(self):
+        return self._since is not None
+
+    def failed(self, error):
+        """Record a failed attempt; returns how long to wait before the
+        next one (doubling up to the cap)."""
+        self._failures += 1
+        if self._since is None:
+            self._since = time.monotonic()
+            self._delay = self._initial
+            self._log.warning("%s failed: %s; retrying with back-off (at "
+                              "most every %.0f s) until it works again",
+                              self._what, _first_line(error), self._max,
+                              exc_info=error)
+        else:
+            self._delay = min(self._delay * 2, self._max)
+            self._log.debug("%s failed again: %s", self._what,
+                            _first_line(error))
+        return self._delay
+
+    def succeeded(self):
+        if self._since is None:
+            return
+        self._log.warning("%s works again after %.1f s (%d failed "
+                          "attempts)", self._what,
+                          time.monotonic() - self._since, self._failures)
+        self._since = self._delay = None
+        self._failures = 0
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
