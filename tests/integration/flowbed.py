@@ -65,22 +65,29 @@ def template_db(tmp_path_factory, disks_root):
     """An SQLite file at the current schema with the flavor, the image
     (an empty qcow2, no kernel) and the project's quota; each case runs
     on a copy of it."""
-    image_file = os.path.join(disks_root, "empty.qcow2")
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", image_file,
-                    "16M"], check=True)
     path = tmp_path_factory.mktemp("crash-matrix") / "template.sqlite"
     engine = api.create_engine(f"sqlite:///{path}")
     try:
         migration.db_sync(engine)
-        with api.session_scope(engine) as session:
-            flavors.create_flavor(session, FLAVOR, 1, FLAVOR_RAM_MB, 1)
-            images.add_image(session, IMAGE, image_file)
-            quotas.set_limits(session, PROJECT, {
-                "instances": QUOTA_INSTANCES, "cores": QUOTA_INSTANCES,
-                "ram": QUOTA_INSTANCES * FLAVOR_RAM_MB})
+        seed_inventory(engine, disks_root)
     finally:
         engine.dispose()  # SQLite checkpoints its WAL: one file to copy
     return path
+
+
+def seed_inventory(engine, disks_root):
+    """The flavor, the image (an empty qcow2, no kernel, made under
+    ``disks_root`` once) and the project's quota."""
+    image_file = os.path.join(disks_root, "empty.qcow2")
+    if not os.path.exists(image_file):
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2",
+                        image_file, "16M"], check=True)
+    with api.session_scope(engine) as session:
+        flavors.create_flavor(session, FLAVOR, 1, FLAVOR_RAM_MB, 1)
+        images.add_image(session, IMAGE, image_file)
+        quotas.set_limits(session, PROJECT, {
+            "instances": QUOTA_INSTANCES, "cores": QUOTA_INSTANCES,
+            "ram": QUOTA_INSTANCES * FLAVOR_RAM_MB})
 
 
 class Sweeper:
@@ -190,13 +197,18 @@ class Cloud:
 
 @contextlib.contextmanager
 def make_cloud(conf, tmp_path, template_db, disks_root, sweeper,
-               jobboard=None):
-    """A :class:`Cloud` on a copy of ``template_db``; ``jobboard``: more
-    ``[jobboard]`` options (for CONF and the runners' config file)."""
-    db_file = tmp_path / "vmflow.sqlite"
-    shutil.copyfile(template_db, db_file)
-    url = f"sqlite:///{db_file}"
+               jobboard=None, url=None, runner_url=None):
+    """A :class:`Cloud` on a copy of ``template_db``, or on the seeded
+    database ``url``; ``runner_url``: the database URL the runners use
+    (default: the same); ``jobboard``: more ``[jobboard]`` options (for
+    CONF and the runners' config file)."""
+    if url is None:
+        db_file = tmp_path / "vmflow.sqlite"
+        shutil.copyfile(template_db, db_file)
+        url = f"sqlite:///{db_file}"
     instances_path = os.path.join(disks_root, uuidlib.uuid4().hex)
+    os.makedirs(instances_path)
+    os.chmod(instances_path, 0o755)
     libvirt = {"virt_type": "qemu", "wait_running_seconds": 30,
                "poll_interval_seconds": 0.1}
     board = dict(jobboard or {}, claim_expiry_seconds=CLAIM_EXPIRY)
@@ -206,7 +218,7 @@ def make_cloud(conf, tmp_path, template_db, disks_root, sweeper,
             conf.set_override(option, value, group=group)
     config_file = write_config(tmp_path / "vmflow.conf", {
         "DEFAULT": {"state_path": tmp_path / "state"},
-        "database": {"connection": url},
+        "database": {"connection": runner_url or url},
         "jobboard": board,
         "libvirt": libvirt})
     engine = api.get_engine(conf)

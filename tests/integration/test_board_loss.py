@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 import uuid as uuidlib
 
 import pytest
@@ -34,6 +33,7 @@ pytestmark = pytest.mark.integration
 
 SETTLE_TIMEOUT = 90
 LOST_WARNING = "lost"
+KEEPALIVE_WARNING = "was lost by the job board"
 TAKEOVER_ERROR = "another runner took it over"
 
 
@@ -130,6 +130,13 @@ def built_server(cloud, name):
     return request.instance_uuid
 
 
+def noticed(cloud, jobs):
+    """Wait until the runner found its ``jobs`` running jobs lost (and
+    posted them again, claimed)."""
+    wait_until(lambda: cloud.log().count(KEEPALIVE_WARNING) >= jobs, 30,
+               f"the runner to notice {jobs} lost job(s)")
+
+
 def settle(cloud, requests, process):
     """Wait until every operation ended, then stop the runner."""
     try:
@@ -183,7 +190,7 @@ def test_a_build_and_a_delete_survive_mid_flow(cloud, private_redis,
     pauses.wait_paused("StartDomain:before-execute")
     pauses.wait_paused("UndefineDomain:before-execute")
     private_redis.lose_data(how)
-    time.sleep(1)  # the board is empty while the steps go on
+    noticed(cloud, jobs=2)  # by each job's claim keep-alive, while paused
     pauses.release()
     settle(cloud, [build, delete], process)
     assert_state(cloud, build.instance_uuid, "active", EVERYTHING_THERE,
@@ -201,6 +208,7 @@ def test_a_revert_survives(cloud, private_redis, tmp_path, how):
                                     conf=cloud.conf)
     pauses.wait_paused("DefineDomain:during-revert")
     private_redis.lose_data(how)
+    noticed(cloud, jobs=1)
     pauses.release()
     settle(cloud, [request], process)
     status = operations.operation_status(request.job_uuid, cloud.conf)

@@ -19,6 +19,7 @@ import sys
 
 from vmflow import conf as vmflow_conf
 from vmflow import exception
+from vmflow.engine import outage
 from vmflow.inventory import hosts as host_inventory
 from vmflow.persistence import migration
 
@@ -95,6 +96,8 @@ def main(argv=None):
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
                         format="%(asctime)s %(process)d %(levelname)s "
                                "%(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(outage.RepeatedOutageTracebacks())
     vmflow_conf.parse(config_files=args.config_files)
     problems = preflight()
     for problem in problems:

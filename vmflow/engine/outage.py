@@ -2,10 +2,15 @@
 database) is down: one warning when it fails (with the traceback, once),
 one when it works again, exponential back-off with a cap in between, so a
 long outage costs a few log lines instead of one traceback per retry."""
+import logging
 import time
 
 INITIAL_DELAY = 0.2
 MAX_DELAY = 10.0
+# One outage fails the board, the heartbeat and every job's keep-alive at
+# once: the traceback of an error type is shown once an hour per process.
+TRACEBACK_EVERY_SECONDS = 3600.0
+_tracebacks_shown = {}
 
 
 class OutageLog:
@@ -35,7 +40,7 @@ class OutageLog:
             self._log.warning("%s failed: %s; retrying with back-off (at "
                               "most every %.0f s) until it works again",
                               self._what, _first_line(error), self._max,
-                              exc_info=error)
+                              exc_info=_traceback_due(error))
         else:
             self._delay = min(self._delay * 2, self._max)
             self._log.debug("%s failed again: %s", self._what,
@@ -52,6 +57,44 @@ class OutageLog:
         self._failures = 0
 
 
+def _traceback_due(error):
+    """``error`` if its type's traceback was not shown lately, else None."""
+    kind = type(error).__qualname__
+    now = time.monotonic()
+    shown = _tracebacks_shown.get(kind)
+    if shown is not None and now - shown < TRACEBACK_EVERY_SECONDS:
+        return None
+    _tracebacks_shown[kind] = now
+    return error
+
+
 def _first_line(error):
     text = str(error).strip()
     return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def is_outage(error):
+    """True when ``error`` (or what caused it) is a dependency that does
+    not answer: a database error, a job board failure, a broken
+    connection."""
+    from sqlalchemy import exc as sa_exc
+    from taskflow import exceptions as tf_exc
+    while error is not None:
+        if isinstance(error, (sa_exc.DBAPIError, tf_exc.JobFailure,
+                              tf_exc.StorageFailure, ConnectionError)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+class RepeatedOutageTracebacks(logging.Filter):
+    """A handler filter that keeps the line of a record but drops its
+    traceback when it is an outage whose type's traceback was shown in
+    the last hour (TaskFlow's conductor and notifier log one per failed
+    job and listener call)."""
+
+    def filter(self, record):
+        error = record.exc_info[1] if record.exc_info else None
+        if is_outage(error) and _traceback_due(error) is None:
+            record.exc_info = record.exc_text = None
+        return True
