@@ -10,7 +10,7 @@ import dataclasses
 
 from vmflow import conf as vmflow_conf
 from vmflow import instances, validation
-from vmflow.engine import posting
+from vmflow.engine import jobboard, posting
 from vmflow.flows import build, constants, delete
 from vmflow.inventory import get_by_name, servers
 from vmflow.persistence import api, models
@@ -35,10 +35,17 @@ def create_server(name, flavor, image, project=DEFAULT_PROJECT, host=None,
     fails, the instance is put in ERROR with a fault saying so: nothing
     else was taken yet.
     """
-    request_id = posting.new_request_id()
-    store = {}
     validation.validate_name(name, "server name")
     validation.validate_name(project, "project name")
+    # An unreachable board refuses the request before anything is written.
+    with jobboard.opened(conf) as board:
+        return _create_and_post(board, name, flavor, image, project, host,
+                                conf)
+
+
+def _create_and_post(board, name, flavor, image, project, host, conf):
+    request_id = posting.new_request_id()
+    store = {}
     with api.session_scope(api.get_engine(conf)) as session:
         # Two creates of one name in a project must not both pass the
         # name check: they serialise on the project's lock.
@@ -53,7 +60,7 @@ def create_server(name, flavor, image, project=DEFAULT_PROJECT, host=None,
     try:
         job_uuid = posting.post_operation(
             constants.BUILD_FLOW, instance_uuid, build.get_build_flow, store,
-            request_id, conf=conf)
+            request_id, conf=conf, board=board)
     except BaseException as error:
         _fail_unposted_build(conf, instance_uuid, error)
         raise

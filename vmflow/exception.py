@@ -57,6 +57,10 @@ class MissingExtra(VmflowError):
                "installed: pip install 'vmflow[%(extra)s]'")
 
 
+class JobBoardUnavailable(VmflowError):
+    msg_fmt = "job board %(board)s is unreachable: %(reason)s"
+
+
 class DatabaseNotReady(VmflowError):
     msg_fmt = ("database %(url)s is not at the current schema "
                "(%(reason)s); run 'vmflow db sync'")

@@ -1,3 +1,5 @@
+from oslo_utils import uuidutils
+
 from vmflow import compute, drivers, exception
 from vmflow.cli import base
 from vmflow.cli import operations as cli_operations
@@ -44,17 +46,23 @@ class ShowServer(base.ShowOne):
 
 
 class ListServerEvents(base.Lister):
-    """List a server's actions and the events of each step."""
+    """List a server's actions and the events of each step (a deleted
+    server's too: by uuid, or by name with --deleted)."""
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
         add_server_arguments(parser)
+        parser.add_argument("--deleted", action="store_true",
+                            help="find the server among deleted ones too")
         return parser
 
     def take_action(self, parsed_args):
+        include_deleted = (parsed_args.deleted
+                           or uuidutils.is_uuid_like(parsed_args.name))
         with self.session() as session:
             instance = servers.find_instance(session, parsed_args.name,
-                                             parsed_args.project)[0]
+                                             parsed_args.project,
+                                             include_deleted)[0]
             rows = servers.list_events(session, instance.uuid)
         return base.as_columns(rows, servers.EVENT_COLUMNS)
 

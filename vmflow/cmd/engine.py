@@ -20,6 +20,7 @@ import sys
 
 from vmflow import conf as vmflow_conf
 from vmflow import exception
+from vmflow.engine import outage
 from vmflow.inventory import hosts as host_inventory
 from vmflow.persistence import migration
 
@@ -103,6 +104,8 @@ def main(argv=None):
             level=logging.DEBUG if args.debug else logging.INFO,
             format="%(asctime)s %(process)d %(levelname)s %(name)s: "
                    "%(message)s")
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(outage.RepeatedOutageTracebacks())
         problems = preflight()
     for problem in problems:
         sys.stderr.write(f"{parser.prog}: error: {problem}\n")

@@ -136,6 +136,16 @@ def mark_event_revert_failed(engine, action_id, event, traceback):
     finish_event(engine, row_id, EVENT_REVERT_FAILURE, text)
 
 
+def events_started_after(engine, action_id, after_id=0):
+    """``[(event id, task name)]`` of the task runs of ``action_id`` that
+    started after event ``after_id``, oldest first."""
+    with api.session_scope(engine) as session:
+        return session.execute(
+            sqlalchemy.select(EVENTS.c.id, EVENTS.c.event)
+            .where(EVENTS.c.action_id == action_id, EVENTS.c.id > after_id)
+            .order_by(EVENTS.c.id)).all()
+
+
 def open_events(engine, action_id):
     """Names of the tasks of ``action_id`` running now (oldest first)."""
     with api.session_scope(engine) as session:

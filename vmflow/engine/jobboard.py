@@ -7,6 +7,7 @@ posting code use: ``claim_expiry``, ``extend_claim(job, who, expiry=None)``,
 import contextlib
 
 from oslo_utils import netutils
+from taskflow import exceptions as tf_exc
 
 from vmflow import conf as vmflow_conf
 from vmflow import exception
@@ -66,8 +67,29 @@ def get_jobboard(conf=vmflow_conf.CONF, persistence=None, engine=None,
         raise exception.InvalidInput(
             reason=f"unknown [jobboard] backend {group.backend!r}")
     if connect:
-        board.connect()
+        try:
+            board.connect()
+        except tf_exc.JobFailure as error:
+            raise exception.JobBoardUnavailable(
+                board=describe(conf), reason=first_line(error)) from error
     return board
+
+
+def describe(conf=vmflow_conf.CONF):
+    """The configured board in words (no password)."""
+    group = conf.jobboard
+    if group.backend == REDIS:
+        return (f"redis {', '.join(group.hosts)} (namespace "
+                f"{group.namespace!r})")
+    return f"{group.backend} (namespace {group.namespace!r})"
+
+
+def first_line(error):
+    """The innermost cause's first line (TaskFlow wraps driver errors)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 @contextlib.contextmanager

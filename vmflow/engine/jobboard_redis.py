@@ -38,11 +38,19 @@ class RedisJobBoard(impl_redis.RedisJobBoard):
         super().__init__(name, conf, client=client, persistence=persistence)
         self._claim_expiry = float(conf.get(
             "claim_expiry_seconds", jobboard_sql.DEFAULT_CLAIM_EXPIRY))
+        self._board_namespace = conf.get("namespace",
+                                         self.DEFAULT_NAMESPACE)
         self._extend_script = None
 
     @property
     def claim_expiry(self):
         return self._claim_expiry
+
+    @property
+    def namespace(self):
+        """The namespace of the board's keys (as the SQL board's)."""
+        namespace = self._board_namespace
+        return namespace.decode() if isinstance(namespace, bytes) else namespace
 
     def connect(self):
         super().connect()
@@ -52,7 +60,26 @@ class RedisJobBoard(impl_redis.RedisJobBoard):
              priority=base.JobPriority.NORMAL, uuid=None):
         """TaskFlow's post, plus ``uuid`` (an extension) to fix the job's
         uuid, as the SQL board's post has."""
-        job_uuid = uuid or uuidutils.generate_uuid()
+        return self._post(name, book, details, priority,
+                          uuid or uuidutils.generate_uuid())
+
+    def post_claimed(self, job, who, expiry=None):
+        """Post ``job`` (lost by the board) again, already claimed by
+        ``who``: the owner key is set before the job is listed, so no
+        other claim (of another runner, or of ``who``'s own claim loop)
+        can come between. UnclaimableJob if another owner holds it."""
+        expiry = self._claim_expiry if expiry is None else expiry
+        owner = self._encode_owner(who)
+        with impl_redis._translate_failures():
+            if not self._client.set(job.owner_key, owner, nx=True,
+                                    px=int(expiry * 1000)):
+                if self._client.get(job.owner_key) != owner:
+                    raise tf_exc.UnclaimableJob(
+                        f"job {job.uuid} is claimed by another runner")
+        return self._post(job.name, job.book, job.details, job.priority,
+                          job.uuid)
+
+    def _post(self, name, book, details, priority, job_uuid):
         job_priority = base.JobPriority.convert(priority)
         posting = base.format_posting(
             job_uuid, name, created_on=timeutils.utcnow(), book=book,

@@ -291,15 +291,30 @@ class SQLJobBoard(base.JobBoard):
     def post(self, name, book=None, details=None,
              priority=base.JobPriority.NORMAL, uuid=None):
         """Post a job; ``uuid`` (an extension) fixes the job's uuid."""
+        return self._post(name, book, details, priority,
+                          uuid or str(uuidlib.uuid4()))
+
+    def post_claimed(self, job, who, expiry=None):
+        """Post ``job`` (lost by the board) again, already claimed by
+        ``who`` (one INSERT: no other claim can come between)."""
+        expiry = self._claim_expiry if expiry is None else float(expiry)
+        posted = self._post(job.name, job.book, job.details, job.priority,
+                            job.uuid, owner=who, claim_expires_at=_in(expiry))
+        job.claimed_by = who
+        return posted
+
+    def _post(self, name, book, details, priority, job_uuid, owner=None,
+              claim_expires_at=None):
         priority = base.JobPriority.convert(priority)
         now = _now()
-        row = dict(uuid=uuid or str(uuidlib.uuid4()), board=self._namespace,
+        row = dict(uuid=job_uuid, board=self._namespace,
                    name=name, details=json.dumps(details or {}),
                    book_uuid=book.uuid if book is not None else None,
                    book_name=book.name if book is not None else None,
-                   priority=PRIORITY_RANK[priority], state=states.UNCLAIMED,
-                   owner=None, claim_expires_at=None, created_at=now,
-                   updated_at=now)
+                   priority=PRIORITY_RANK[priority],
+                   state=states.CLAIMED if owner else states.UNCLAIMED,
+                   owner=owner, claim_expires_at=claim_expires_at,
+                   created_at=now, updated_at=now)
         with self._writer() as connection:
             connection.execute(JOBS.insert().values(**row))
         job = SQLJob(self, _RowView(row), backend=self._persistence)

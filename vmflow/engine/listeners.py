@@ -14,12 +14,13 @@
 import threading
 import time
 
+from taskflow import exceptions as tf_exc
 from taskflow import logging as tf_logging
 from taskflow import states
 from taskflow import task as tf_task
 from taskflow.listeners import base
 
-from vmflow.engine import actions
+from vmflow.engine import actions, outage
 from vmflow.flows import constants
 
 LOG = tf_logging.getLogger(__name__)
@@ -123,6 +124,8 @@ class ClaimKeepAlive(base.Listener):
         self._thread = None
         self.lost = False
         self.renewals = 0
+        self._outage = outage.OutageLog(
+            LOG, f"Renewing the claim on job {job.uuid}")
 
     def register(self):
         super().register()
@@ -144,10 +147,10 @@ class ClaimKeepAlive(base.Listener):
         while not self._stopped.wait(self._interval):
             try:
                 self.renew()
-            except Exception:  # the database or Redis is down: try again
-                LOG.exception("Renewing the claim on job %s failed; "
-                              "retrying in %.1fs", self._job.uuid,
-                              self._interval)
+            except Exception as error:  # the database or Redis is down
+                self._outage.failed(error)
+            else:
+                self._outage.succeeded()
 
     def _task_receiver(self, state, details):
         self._renew_if_due()
@@ -163,11 +166,14 @@ class ClaimKeepAlive(base.Listener):
             self.renew()
 
     def renew(self):
-        """Extend the claim; on a lost claim, suspend the engine."""
+        """Extend the claim. When the board lost the job (it restarted
+        without its data), post it again and claim it: the work goes on.
+        When another runner took the job over, suspend the engine."""
         with self._renew_lock:
             if self.lost:
                 return False
-            if self._board.extend_claim(self._job, self._who, self._expiry):
+            if (self._board.extend_claim(self._job, self._who, self._expiry)
+                    or self._reclaim_if_board_lost_job()):
                 self._last_renewal = time.monotonic()
                 self.renewals += 1
                 return True
@@ -177,6 +183,18 @@ class ClaimKeepAlive(base.Listener):
                   self._job.uuid)
         self._engine.suspend()
         return False
+
+    def _reclaim_if_board_lost_job(self):
+        if self._board.find_job(self._job.uuid) is not None:
+            return False
+        LOG.warning("Job %s, run by %s, was lost by the job board (it is "
+                    "no longer listed); posting it again, claimed, the run "
+                    "goes on", self._job.uuid, self._who)
+        try:
+            self._board.post_claimed(self._job, self._who, self._expiry)
+        except (tf_exc.UnclaimableJob, tf_exc.JobFailure):
+            return False  # another runner posted it first: theirs now
+        return True
 
 
 class ProgressListener(base.Listener):

@@ -16,12 +16,21 @@ import datetime
 
 import sqlalchemy
 from sqlalchemy import exc as sa_exc
+from taskflow import states
 
 from vmflow import exception
+from vmflow.engine import jobboard_sql
 from vmflow.persistence import api, models
 
 LOCKS = models.InstanceLock.__table__
 ACTIONS = models.InstanceAction.__table__
+JOBS = models.Job.__table__
+# What the SQL board's rows of consumed and trashed jobs say.
+ENDED_JOB_STATES = (states.COMPLETE, jobboard_sql.TRASH)
+# TaskFlow's logbook table (created by TaskFlow's own migrations); a job's
+# logbook has the job's uuid.
+LOGBOOKS = sqlalchemy.table("logbooks", sqlalchemy.column("uuid"),
+                           sqlalchemy.column("meta"))
 MAX_TAKEOVER_ATTEMPTS = 3
 
 
@@ -46,36 +55,62 @@ class BoardJobs:
                              for job in jobs) - {None})
 
 
-def lock_is_live(lock, board_jobs, action_finished, now, grace):
+def lock_is_live(lock, board_jobs, job_ended, has_logbook, now, grace):
     """The rule: a lock is live while a job on the board works on its
-    instance (its own job, or one posted for the instance), and, with no
-    such job, while its instance action is unfinished and the lock is no
-    older than ``grace`` (a posting under way: lock first, job last). A
-    lock whose action finished (its job ended) or that outlived the grace
-    without a job is stale.
+    instance (its own job, or one posted for the instance). With no such
+    job, it is live while its job has not ended and either its logbook
+    exists (the board lost the job: :mod:`.recovery` posts it again) or
+    the lock is no older than ``grace`` (a posting under way: lock first,
+    logbook, job last). A lock whose job ended (its action finished, or
+    the board's history says so), or that outlived the grace without a
+    logbook (the posting died), is stale.
 
-    ``lock``: an instance_locks row; ``board_jobs``: :class:`BoardJobs`.
+    ``lock``: a :func:`lock_rows` row; ``board_jobs``: :class:`BoardJobs`.
     """
     if (lock.job_uuid in board_jobs.job_uuids
             or lock.instance_uuid in board_jobs.instance_uuids):
         return True
-    return not action_finished and now - lock.created_at <= grace
+    if job_ended:
+        return False
+    return has_logbook or now - lock.created_at <= grace
 
 
 def live_locks(session, board_jobs, grace_seconds, instance_uuid=None):
     """``{instance uuid: lock row}`` of the live locks (of
     ``instance_uuid`` only, if given), judged by :func:`lock_is_live`."""
-    query = (sqlalchemy.select(LOCKS, ACTIONS.c.finish_time)
-             .outerjoin(ACTIONS, sqlalchemy.and_(
-                 ACTIONS.c.instance_uuid == LOCKS.c.instance_uuid,
-                 ACTIONS.c.request_id == LOCKS.c.request_id)))
-    if instance_uuid is not None:
-        query = query.where(LOCKS.c.instance_uuid == instance_uuid)
     now = models.utcnow()
     grace = datetime.timedelta(seconds=grace_seconds)
-    return {row.instance_uuid: row for row in session.execute(query)
-            if lock_is_live(row, board_jobs, row.finish_time is not None,
-                            now, grace)}
+    return {row.instance_uuid: row
+            for row in lock_rows(session, instance_uuid)
+            if lock_is_live(row, board_jobs, job_ended(row),
+                            row.logbook_uuid is not None, now, grace)}
+
+
+def job_ended(row):
+    """Whether the job of a :func:`lock_rows` row ended: its action
+    finished, or the SQL board keeps it as consumed or trashed (the Redis
+    board keeps no history: there the action tells)."""
+    return (row.finish_time is not None
+            or row.job_state in ENDED_JOB_STATES)
+
+
+def lock_rows(session, instance_uuid=None):
+    """Every lock (of ``instance_uuid`` only, if given) with its action's
+    ``finish_time``, its job's ``logbook_uuid`` (None: no logbook) and
+    ``logbook_meta`` (JSON text), and ``job_state`` in the SQL board's
+    table (None: no row there)."""
+    query = (sqlalchemy.select(LOCKS, ACTIONS.c.finish_time,
+                               LOGBOOKS.c.uuid.label("logbook_uuid"),
+                               LOGBOOKS.c.meta.label("logbook_meta"),
+                               JOBS.c.state.label("job_state"))
+             .outerjoin(ACTIONS, sqlalchemy.and_(
+                 ACTIONS.c.instance_uuid == LOCKS.c.instance_uuid,
+                 ACTIONS.c.request_id == LOCKS.c.request_id))
+             .outerjoin(LOGBOOKS, LOGBOOKS.c.uuid == LOCKS.c.job_uuid)
+             .outerjoin(JOBS, JOBS.c.uuid == LOCKS.c.job_uuid))
+    if instance_uuid is not None:
+        query = query.where(LOCKS.c.instance_uuid == instance_uuid)
+    return session.execute(query).all()
 
 
 def get_lock(engine, instance_uuid):

@@ -24,10 +24,15 @@ from taskflow import storage
 
 from vmflow import conf as vmflow_conf
 from vmflow import exception, flows
-from vmflow.engine import actions, jobboard, outcome, runner
+from vmflow.engine import actions, jobboard, locks, outcome, recovery, runner
 from vmflow.engine import persistence as engine_persistence
+from vmflow.persistence import api
 
 POLL_INTERVAL = 0.5
+# What `job show` and `job list` say of an operation with no job on the
+# board: it ended, or the board lost it (a runner posts it again).
+ENDED = "ENDED"
+LOST = "LOST"
 
 
 @dataclasses.dataclass
@@ -86,16 +91,21 @@ def wait_for_operation(job_uuid, conf=vmflow_conf.CONF, on_progress=None,
     :class:`~vmflow.exception.OperationTimeout` after ``timeout`` seconds.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    reported = set()
-    with jobboard.opened(conf) as board:
+    reported = _StepReporter(on_progress)
+    persistence = engine_persistence.get_persistence(conf)
+    with jobboard.opened(conf, persistence=persistence) as board:
+        sweeper = recovery.LostJobSweeper(board, persistence)
         while True:
             status = operation_status(job_uuid, conf)
             if status.finished:
                 return status
-            _report_new_steps(status, reported, on_progress)
+            reported.report(status, persistence.source_engine)
             if run_inline and not runner.live_runners(board):
                 if _run_inline_unless_claimed(job_uuid, conf, on_progress):
                     continue
+                # The board lost the job: post it again (once it stayed
+                # lost for a claim expiry), then run it here.
+                sweeper.sweep(status.instance_uuid)
             if deadline is not None and time.monotonic() >= deadline:
                 raise exception.OperationTimeout(
                     job=job_uuid, seconds=timeout,
@@ -103,32 +113,48 @@ def wait_for_operation(job_uuid, conf=vmflow_conf.CONF, on_progress=None,
             time.sleep(poll_interval)
 
 
-def _report_new_steps(status, reported, on_progress):
-    if on_progress is None:
-        return
-    for step in status.running_steps:
-        if step not in reported:
-            reported.add(step)
-            on_progress(step, states.RUNNING)
+class _StepReporter:
+    """Reports every step a runner started (from the action's events, so
+    none is missed between two polls), each run once."""
+
+    def __init__(self, on_progress):
+        self._on_progress = on_progress
+        self._last_event = 0
+
+    def report(self, status, db_engine):
+        if self._on_progress is None:
+            return
+        for event_id, step in actions.events_started_after(
+                db_engine, status.action_id, self._last_event):
+            self._last_event = event_id
+            self._on_progress(step, states.RUNNING)
 
 
 def _run_inline_unless_claimed(job_uuid, conf, on_progress):
-    """Run the job here; False when another process holds its claim."""
+    """Run the job here; False when another process holds its claim or
+    the job is not on the board."""
     try:
-        ran = runner.run_job_inline(job_uuid, conf, on_progress)
+        return runner.run_job_inline(job_uuid, conf, on_progress)
     except tf_exc.UnclaimableJob:
         return False
-    if not ran and not operation_status(job_uuid, conf).finished:
-        raise exception.VmflowError(
-            f"job {job_uuid} is no longer on the job board but its "
-            "instance action never finished")
-    return True
 
 
 def list_jobs(conf=vmflow_conf.CONF):
-    """The jobs on the board (unclaimed or claimed), as dicts."""
+    """The jobs on the board (unclaimed or claimed), then the operations
+    the board lost (state LOST, until a runner posts them again), as
+    dicts."""
     with jobboard.opened(conf) as board:
-        return [_job_dict(board, job) for job in board.iterjobs()]
+        jobs = list(board.iterjobs())
+        listed = [_job_dict(board, job) for job in jobs]
+        board_jobs = locks.BoardJobs.read(board, outcome.job_info)
+        namespace = board.namespace
+    with api.session_scope(api.get_engine(conf)) as session:
+        lost = recovery.find_lost(session, board_jobs, namespace)
+    return listed + [
+        {"uuid": row.job_uuid, "name": f"{row.action}:{row.instance_uuid}",
+         "state": LOST, "owner": None, "created_on": row.created_at,
+         "action": row.action, "instance_uuid": row.instance_uuid,
+         "request_id": row.request_id} for row in lost]
 
 
 def _job_dict(board, job):
@@ -167,8 +193,10 @@ def describe_job(job_uuid, conf=vmflow_conf.CONF):
     status = operation_status(job_uuid, conf)
     with jobboard.opened(conf) as board:
         job = board.find_job(job_uuid)
-        state = job.state if job is not None else "ENDED"
-        owner = board.find_owner(job) if job is not None else None
+        if job is not None:
+            state, owner = job.state, board.find_owner(job)
+        else:
+            state, owner = (ENDED if status.finished else LOST), None
     steps = flow_steps(job_uuid, conf)
     return {"uuid": job_uuid, "action": status.action,
             "instance_uuid": status.instance_uuid,

@@ -8,8 +8,10 @@
 2. a TaskFlow logbook whose uuid *is the job's uuid* is saved with one flow
    detail carrying the flow factory (saved by TaskFlow's
    ``save_factory_details``: a runner re-creates the flow with
-   ``flow_from_detail`` to resume) and ``meta["vmflow"]`` (action, action
-   id, instance, request);
+   ``flow_from_detail`` to resume), ``meta["vmflow"]`` (action, action
+   id, instance, request) and ``meta["vmflow_store"]`` (the store), so
+   the job can be posted again from the database alone
+   (:mod:`.recovery`) if the board loses it;
 3. the job is posted with details ``{"store": ..., "flow_uuid": ...,
    "vmflow": ...}``.
 
@@ -31,6 +33,9 @@ from vmflow.flows import constants
 from vmflow.persistence import api
 
 META_KEY = outcome.META_KEY
+STORE_META_KEY = "vmflow_store"
+# The logbook's job board namespace: whose runners post it again if lost.
+BOARD_META_KEY = "vmflow_board"
 # A store must not carry credentials (it is persisted in the clear).
 SECRET_WORDS = ("password", "secret", "token", "private_key", "passphrase")
 release_instance_lock = locks.release_instance_lock
@@ -68,16 +73,25 @@ def post_operation(action, instance_uuid, flow_factory, store,
         info = {"action": action, "action_id": action_id,
                 "instance_uuid": instance_uuid, "request_id": request_id}
         try:
-            book = _save_logbook(persistence, job_uuid, flow_detail, info)
-            board.post(f"{action}:{instance_uuid}", book=book,
-                       details={"store": store, "flow_uuid": flow_detail.uuid,
-                                META_KEY: info},
+            book = _save_logbook(persistence, job_uuid, flow_detail, info,
+                                 store, board.namespace)
+            board.post(job_name(info), book=book,
+                       details=job_details(store, flow_detail.uuid, info),
                        uuid=job_uuid)
         except BaseException as error:
             _undo_posting(db_engine, instance_uuid, job_uuid, action_id,
                           error)
             raise
     return job_uuid
+
+
+def job_name(info):
+    return f"{info['action']}:{info['instance_uuid']}"
+
+
+def job_details(store, flow_uuid, info):
+    """The details of an operation's job (what runners read)."""
+    return {"store": store, "flow_uuid": flow_uuid, META_KEY: info}
 
 
 def checked_store(store, instance_uuid, request_id):
@@ -143,11 +157,12 @@ def _new_flow_detail(flow_factory):
     return flow_detail
 
 
-def _save_logbook(persistence, job_uuid, flow_detail, info):
-    book = tf_models.LogBook(f"{info['action']}:{info['instance_uuid']}",
-                             uuid=job_uuid)
-    book.meta = {META_KEY: info}
+def _save_logbook(persistence, job_uuid, flow_detail, info, store,
+                  namespace):
+    book = tf_models.LogBook(job_name(info), uuid=job_uuid)
+    book.meta = {META_KEY: info, BOARD_META_KEY: namespace}
     flow_detail.meta[META_KEY] = info
+    flow_detail.meta[STORE_META_KEY] = store
     book.add(flow_detail)
     with engine_persistence.persistence_connection(persistence) as conn:
         conn.save_logbook(book)

@@ -45,7 +45,7 @@ from taskflow.types import timing as tf_timing
 
 from vmflow import conf as vmflow_conf
 from vmflow import exception
-from vmflow.engine import jobboard, listeners, outcome
+from vmflow.engine import jobboard, listeners, outage, outcome, recovery
 from vmflow.engine import persistence as engine_persistence
 
 LOG = logging.getLogger(__name__)
@@ -135,14 +135,35 @@ class _CountingExecutor:
 class _ClaimableJobsView:
     """The board as the conductor's claim loop should see it: only jobs it
     can claim (unclaimed, or whose claim expired), not every job other
-    runners hold -- each of those would cost a failed claim per poll."""
+    runners hold -- each of those would cost a failed claim per poll.
+
+    While the board fails (its server or database is down) the loop sees
+    no jobs and waits with back-off (:class:`.outage.OutageLog`), instead
+    of TaskFlow's retry with a traceback every fraction of a second.
+    """
 
     def __init__(self, board):
         self._board = board
+        self._outage = outage.OutageLog(LOG, "The job board")
+        self.stopped = threading.Event()
 
     def iterjobs(self, only_unclaimed=True, ensure_fresh=False):
-        return self._board.iterjobs(only_unclaimed=True,
-                                    ensure_fresh=ensure_fresh)
+        try:
+            jobs = list(self._board.iterjobs(only_unclaimed=True,
+                                             ensure_fresh=ensure_fresh))
+        except tf_exc.JobFailure as error:
+            self.stopped.wait(self._outage.failed(error))
+            return iter(())
+        self._outage.succeeded()
+        return iter(jobs)
+
+    def claim(self, job, who, *args, **kwargs):
+        try:
+            return self._board.claim(job, who, *args, **kwargs)
+        except tf_exc.JobFailure as error:
+            self.stopped.wait(self._outage.failed(error))
+            raise tf_exc.UnclaimableJob(
+                f"job {job.uuid} could not be claimed: {error}") from error
 
     def __getattr__(self, name):
         return getattr(self._board, name)
@@ -186,6 +207,10 @@ class VmflowConductor(impl_nonblocking.NonBlockingConductor):
     @property
     def idle(self):
         return not self._dispatched
+
+    def stop(self):
+        self._jobboard.stopped.set()
+        super().stop()
 
     def _count_submission(self):
         self._submitted += 1
@@ -300,6 +325,9 @@ class Runner:
         self.conductor = build_conductor(self.who, conf, self.board,
                                          self.persistence, drain=drain,
                                          max_jobs=max_jobs)
+        self.sweeper = recovery.LostJobSweeper(self.board, self.persistence)
+        self._heartbeat_outage = outage.OutageLog(
+            LOG, f"Runner {self.who}'s heartbeat")
         self._stopped = threading.Event()
 
     def run(self):
@@ -307,6 +335,7 @@ class Runner:
                                      name="runner-heartbeat")
         self.board.register_entity(self.conductor.conductor)
         self._take_over_dead_claims()
+        self._beat(register=False)  # registered just now: only the sweep
         heartbeat.start()
         LOG.info("Runner %s is claiming jobs", self.who)
         try:
@@ -331,14 +360,22 @@ class Runner:
         take_over_dead_claims(self.board)
 
     def _heartbeat(self):
+        """Every third of a claim expiry: register, take over the claims of
+        this machine's dead runners, post lost jobs again."""
         interval = self.board.claim_expiry / 3.0
         while not self._stopped.wait(interval):
-            try:
+            self._beat(register=True)
+
+    def _beat(self, register):
+        try:
+            if register:
                 self.board.register_entity(self.conductor.conductor)
                 self._take_over_dead_claims()
-            except Exception:  # the board is unreachable: try next time
-                LOG.exception("Runner heartbeat failed; retrying in %.1fs",
-                              interval)
+            self.sweeper.sweep()
+        except Exception as error:  # the board or database is down
+            self._heartbeat_outage.failed(error)
+        else:
+            self._heartbeat_outage.succeeded()
 
 
 def take_over_dead_claims(board):

@@ -25,13 +25,15 @@ Persistence (:mod:`vmflow.engine.persistence`)
         SQLite instead of 5 ms.
 
 Redis job board (:mod:`vmflow.engine.jobboard_redis`)
-    ``RedisJobBoard.post`` (overridden), ``impl_redis._translate_failures``,
+    ``RedisJobBoard.post`` (overridden), ``post_claimed``,
+    ``impl_redis._translate_failures``,
     ``RedisJobBoard._client``, ``._dumps``, ``._encode_owner``,
     ``._fetch_jobs``, ``impl_redis.RedisJob``:
         TaskFlow's ``post`` cannot be given the job's uuid (vmflow's job
         uuid is its logbook's uuid), its board has no owner-checked claim
-        renewal, no lookup by uuid and no runner registry; these are built
-        on the board's client and its error translation.
+        renewal, no lookup by uuid, no re-posting of a lost job already
+        claimed and no runner registry; these are built on the board's
+        client and its error translation.
 
 Conductor (:mod:`vmflow.engine.runner`)
     ``NonBlockingConductor._dispatch_job`` (overridden):

@@ -41,13 +41,16 @@ def list_servers(session, project=None, include_deleted=False):
             for row in session.execute(query)]
 
 
-def find_instance(session, name_or_uuid, project=None):
-    """The live instance named (or with uuid) ``name_or_uuid``."""
+def find_instance(session, name_or_uuid, project=None,
+                  include_deleted=False):
+    """The live instance named (or with uuid) ``name_or_uuid``; with
+    ``include_deleted``, a deleted one too."""
     instance = models.Instance
     query = (_select_instances()
              .where(sqlalchemy.or_(instance.uuid == name_or_uuid,
-                                   instance.name == name_or_uuid))
-             .where(instance.vm_state != "deleted"))
+                                   instance.name == name_or_uuid)))
+    if not include_deleted:
+        query = query.where(instance.vm_state != "deleted")
     if project is not None:
         query = query.where(instance.project == project)
     rows = session.execute(query).all()

@@ -13,6 +13,12 @@ Unset, they do nothing.
 ``VMFLOW_CRASH_MARKER=<path>``
     Optional: crash only if ``<path>`` does not exist, and create it
     first, so a runner restarted with the same environment goes on.
+``VMFLOW_PAUSE_AT=<task name>:<point>[,...]`` and ``VMFLOW_PAUSE_DIR=<dir>``
+    At ``<point>`` of that task the process writes
+    ``<dir>/<task name>:<point>.paused`` and waits (at most
+    ``PAUSE_TIMEOUT`` seconds) until ``<dir>/release`` exists: a test does
+    something to the world (restarts the job board, cuts the database)
+    while the step is at a known place, then lets it go on.
 ``VMFLOW_FAIL_AT=<task name>[@<host name>][,...]``
     The task's execute raises :class:`~vmflow.exception.InjectedFault` (a
     RescheduleableError) before doing anything; with ``@<host name>`` only
@@ -23,6 +29,7 @@ Unset, they do nothing.
 """
 import os
 import signal
+import time
 
 from vmflow import exception
 
@@ -30,6 +37,9 @@ CRASH_AT = "VMFLOW_CRASH_AT"
 CRASH_MARKER = "VMFLOW_CRASH_MARKER"
 FAIL_AT = "VMFLOW_FAIL_AT"
 FAIL_REVERT_AT = "VMFLOW_FAIL_REVERT_AT"
+PAUSE_AT = "VMFLOW_PAUSE_AT"
+PAUSE_DIR = "VMFLOW_PAUSE_DIR"
+PAUSE_TIMEOUT = 300
 CRASH_POINTS = ("before-execute", "after-execute", "during-revert")
 
 
@@ -39,6 +49,7 @@ def _entries(variable):
 
 
 def crash_point(task_name, point):
+    pause_point(task_name, point)
     if f"{task_name}:{point}" not in _entries(CRASH_AT):
         return
     marker = os.environ.get(CRASH_MARKER)
@@ -48,6 +59,19 @@ def crash_point(task_name, point):
         with open(marker, "w") as handle:
             handle.write(f"{task_name}:{point}\n")
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def pause_point(task_name, point):
+    here = f"{task_name}:{point}"
+    if here not in _entries(PAUSE_AT):
+        return
+    folder = os.environ[PAUSE_DIR]
+    with open(os.path.join(folder, here + ".paused"), "w"):
+        pass
+    deadline = time.monotonic() + PAUSE_TIMEOUT
+    release = os.path.join(folder, "release")
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def inject_fault(variable, task_name, phase, host_name=None):

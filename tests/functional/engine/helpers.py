@@ -4,12 +4,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 
 import sqlalchemy
 
 from tests import databases
 from tests.conftest import REPO_ROOT, wait_until, write_config  # noqa: F401
+from vmflow.engine import runner
 from vmflow.persistence import api, models
 
 ENGINE_BIN = os.path.join(os.path.dirname(sys.executable), "vmflow-engine")
@@ -90,3 +92,26 @@ def stop_process(process, sig=signal.SIGTERM, timeout=30):
     if process.poll() is None:
         process.send_signal(sig)
     return process.wait(timeout=timeout)
+
+
+class RunnerThread:
+    """A Runner in a thread of this process, stopped on exit."""
+
+    def __init__(self, conf, name="runner", **kwargs):
+        self.runner = runner.Runner(name, conf, **kwargs)
+        self.thread = threading.Thread(target=self._run)
+        self.result = None
+
+    def _run(self):
+        self.result = self.runner.run()
+
+    def __enter__(self):
+        self.thread.start()
+        wait_until(self.runner.board.alive_entities, 10,
+                   "the runner's registration")
+        return self
+
+    def __exit__(self, *exc_info):
+        self.runner.stop()
+        self.thread.join(30)
+        assert not self.thread.is_alive()

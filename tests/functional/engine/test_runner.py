@@ -1,7 +1,6 @@
 """The runner (conductor) in this process: claiming, running, finishing
 jobs, stopping, waiting for operations."""
 import collections
-import threading
 
 import pytest
 
@@ -22,27 +21,6 @@ def post(conf, db, trace_file, factory=sample_flows.QUICK, **store):
 def job_row(db, job_uuid):
     row, = helpers.rows(db, models.Job, uuid=job_uuid)
     return row
-
-
-class RunnerThread:
-    def __init__(self, conf, name="runner", **kwargs):
-        self.runner = runner.Runner(name, conf, **kwargs)
-        self.thread = threading.Thread(target=self._run)
-        self.result = None
-
-    def _run(self):
-        self.result = self.runner.run()
-
-    def __enter__(self):
-        self.thread.start()
-        helpers.wait_until(self.runner.board.alive_entities, 10,
-                           "the runner's registration")
-        return self
-
-    def __exit__(self, *exc_info):
-        self.runner.stop()
-        self.thread.join(30)
-        assert not self.thread.is_alive()
 
 
 def test_a_draining_runner_runs_every_job_then_exits(conf, db, board,
@@ -73,7 +51,7 @@ def test_max_jobs_stops_after_that_many(conf, db, board, trace_file):
 
 def test_wait_for_operation_lets_a_live_runner_run_the_job(conf, db,
                                                            trace_file):
-    with RunnerThread(conf, name="live"):
+    with helpers.RunnerThread(conf, name="live"):
         job_uuid = post(conf, db, trace_file)
         status = operations.wait_for_operation(job_uuid, conf, timeout=30)
     assert status.succeeded
@@ -105,7 +83,7 @@ def test_stop_suspends_after_the_step_and_abandons_the_job(
     gate = tmp_path / "gate"
     job_uuid = post(conf, db, trace_file, factory=sample_flows.GATED,
                     gate_file=str(gate))
-    with RunnerThread(conf, name="stopping") as running:
+    with helpers.RunnerThread(conf, name="stopping") as running:
         helpers.wait_until(
             lambda: "execute:wait" in sample_flows.read_trace(trace_file),
             10, "the wait step")
