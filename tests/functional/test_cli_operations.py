@@ -12,6 +12,8 @@ import sqlalchemy
 
 from tests.cloud import image_file  # noqa: F401 (fixture)
 from tests.conftest import wait_until
+from vmflow import flows
+from vmflow.flows import build, delete
 from vmflow.persistence import api, models
 
 ENGINE_BIN = os.path.join(os.path.dirname(sys.executable), "vmflow-engine")
@@ -109,11 +111,25 @@ def test_with_a_runner_alive_the_posted_build_runs_there(cloud_cli):
         job = as_json(result)["job"]
         wait_until(lambda: as_json(cli("job", "show", job, "-f", "json"))[
             "result"] == "success", 60, "the runner to build vm1")
+        server = as_json(cli("server", "show", "vm1", "-f", "json"))
+        assert server["vm_state"] == "active"
+        # --wait while the runner does the work shows every step it ran,
+        # however short (they are read from the action's events).
+        deleted = cli("server", "delete", "vm1", "--wait")
     finally:
         runner.send_signal(signal.SIGTERM)
         assert runner.wait(timeout=60) == 0
-    server = as_json(cli("server", "show", "vm1", "-f", "json"))
-    assert server["vm_state"] == "active"
+    shown = [line.split(": ", 1)[1].removesuffix(" running")
+             for line in deleted.stderr.splitlines()
+             if line.startswith("delete vm1: ")]
+    assert shown == [task.name for task in
+                     flows.iter_tasks(delete.get_delete_flow())]
+    # A deleted server's history stays readable: by uuid, or --deleted.
+    assert cli("server", "event-list", "vm1", check=False).returncode == 1
+    for name in (server["uuid"], "vm1 --deleted"):
+        events = as_json(cli("server", "event-list", *name.split(),
+                             "-f", "json"))
+        assert {event["action"] for event in events} == {"build", "delete"}
 
 
 def test_a_failed_build_exits_1_with_the_fault_and_deletes_cleanly(
@@ -149,6 +165,10 @@ def test_create_wait_runs_inline_and_shows_each_step(cloud_cli):
     assert steps[0] == "MarkInstanceErrorOnRevert running"
     assert steps[-1] == "MarkInstanceActive running"
     assert "StartDomain running" in steps
+    # Each step once: run here, they are not reported again from events.
+    running = [step for step in steps if step.endswith(" running")]
+    assert running == [f"{task.name} running" for task in
+                       flows.iter_tasks(build.get_build_flow())]
 
 
 def test_a_build_whose_revert_fails_ends_error_and_delete_cleans_up(

@@ -53,6 +53,7 @@ def bad_option(group, option, value, fragment, program="vmflow",
                 id=f"{program}-{group}-{option}")
 
 
+DEAD_REDIS = {"jobboard": {"backend": "redis", "hosts": "127.0.0.1:1"}}
 MISSING_STATE = {"DEFAULT": {"state_path": "{tmp}/missing/state"}}
 READ_ONLY = [("flavor", "list"), ("host", "list"), ("host", "show", "local"),
              ("image", "list"), ("server", "list"), ("quota", "show", "demo"),
@@ -244,6 +245,16 @@ CASES = [
       for args in READ_ONLY),
     case(("--check",), 1, "{tmp}/missing/state/vmflow.sqlite does not exist",
          MISSING_STATE, "vmflow-engine", id="missing-db-engine-check"),
+    # -- a job board that does not answer (item 7) ---------------------------
+    *(case(args, 1, "job board redis 127.0.0.1:1 (namespace 'vmflow') is "
+           "unreachable", DEAD_REDIS, program,
+           id=f"dead-redis-{program}-" + "-".join(args[:2]))
+      for program, args in (
+          ("vmflow", ("server", "create", "vm2", "--flavor", "tiny",
+                      "--image", "cirros")),
+          ("vmflow", ("server", "create", "vm2", "--flavor", "tiny",
+                      "--image", "cirros", "--wait")),
+          ("vmflow", ("job", "list")))),
     # -- a database server that does not answer (item 8) ----------------------
     *(case(args, 1, "cannot use database "
            + url.replace(SECRET, "***").rsplit("/", 1)[0],

@@ -97,11 +97,13 @@ def wait_for_operation(job_uuid, conf=vmflow_conf.CONF, on_progress=None,
         sweeper = recovery.LostJobSweeper(board, persistence)
         while True:
             status = operation_status(job_uuid, conf)
+            reported.report(status, persistence.source_engine)
             if status.finished:
                 return status
-            reported.report(status, persistence.source_engine)
             if run_inline and not runner.live_runners(board):
                 if _run_inline_unless_claimed(job_uuid, conf, on_progress):
+                    # Its steps were reported as they ran, not again.
+                    reported.catch_up(status, persistence.source_engine)
                     continue
                 # The board lost the job: post it again (once it stayed
                 # lost for a claim expiry), then run it here.
@@ -128,6 +130,13 @@ class _StepReporter:
                 db_engine, status.action_id, self._last_event):
             self._last_event = event_id
             self._on_progress(step, states.RUNNING)
+
+    def catch_up(self, status, db_engine):
+        """Count every step started so far as reported."""
+        started = actions.events_started_after(
+            db_engine, status.action_id, self._last_event)
+        if started:
+            self._last_event = started[-1][0]
 
 
 def _run_inline_unless_claimed(job_uuid, conf, on_progress):
