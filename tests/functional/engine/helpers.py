@@ -1,5 +1,6 @@
 """Helpers of the engine tests: private server databases, instance rows,
 runner processes."""
+import datetime
 import os
 import signal
 import subprocess
@@ -11,7 +12,8 @@ import sqlalchemy
 
 from tests import databases
 from tests.conftest import REPO_ROOT, wait_until, write_config  # noqa: F401
-from vmflow.engine import runner
+from tests.functional.engine import sample_flows
+from vmflow.engine import actions, posting, runner
 from vmflow.persistence import api, models
 
 ENGINE_BIN = os.path.join(os.path.dirname(sys.executable), "vmflow-engine")
@@ -115,3 +117,26 @@ class RunnerThread:
         self.runner.stop()
         self.thread.join(30)
         assert not self.thread.is_alive()
+
+
+def post_sample(conf, db, trace_file, factory=None, **store):
+    """Post a sample flow (default: the quick one) on a new instance."""
+    instance = add_instance(db)
+    return posting.post_operation(
+        sample_flows.SAMPLE_ACTION, instance, factory or sample_flows.QUICK,
+        dict(store, trace_file=trace_file), conf=conf)
+
+
+def insert_lock(db, instance, job_uuid, age_seconds=0, request_id="req-x",
+                start_action=False):
+    """An instance lock ``age_seconds`` old with no job behind it (and its
+    unfinished instance action, with ``start_action``)."""
+    with writer(db) as session:
+        session.add(models.InstanceLock(
+            instance_uuid=instance, action="sample", job_uuid=job_uuid,
+            request_id=request_id, created_at=models.utcnow()
+            - datetime.timedelta(seconds=age_seconds)))
+        if start_action:
+            return actions.start_instance_action(session, instance, "sample",
+                                                 request_id)
+    return None

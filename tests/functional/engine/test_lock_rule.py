@@ -14,13 +14,8 @@ OLD = 3600  # seconds: far beyond the claim expiry (5 s here)
 
 
 def lock_only(db, instance, age, action_finished=False, **_):
-    with helpers.writer(db) as session:
-        session.add(models.InstanceLock(
-            instance_uuid=instance, action="sample", job_uuid="job-x",
-            request_id="req-x", created_at=models.utcnow()
-            - datetime.timedelta(seconds=age)))
-        action_id = actions.start_instance_action(session, instance,
-                                                  "sample", "req-x")
+    action_id = helpers.insert_lock(db, instance, "job-x", age,
+                                    start_action=True)
     if action_finished:
         actions.finish_instance_action(db, action_id, actions.SUCCESS, None)
 

@@ -99,14 +99,14 @@ def test_a_lock_whose_job_ended_is_taken_over(conf, db, board, trace_file):
 def test_a_young_lock_without_job_is_a_posting_under_way(conf, db,
                                                          trace_file):
     instance = helpers.add_instance(db)
-    _insert_lock(db, instance, "job-being-posted", age_seconds=0)
+    helpers.insert_lock(db, instance, "job-being-posted", age_seconds=0)
     with pytest.raises(exception.InstanceBusy, match="job-being-posted"):
         post(conf, instance, trace_file)
 
 
 def test_an_old_lock_without_job_is_stale(conf, db, trace_file):
     instance = helpers.add_instance(db)
-    _insert_lock(db, instance, "never-posted", age_seconds=60)
+    helpers.insert_lock(db, instance, "never-posted", age_seconds=60)
     job_uuid = post(conf, instance, trace_file)
     lock, = helpers.rows(db, models.InstanceLock, instance_uuid=instance)
     assert lock.job_uuid == job_uuid
@@ -164,14 +164,6 @@ def test_a_factory_a_runner_cannot_reimport_is_refused(conf, db, trace_file):
     assert helpers.rows(db, models.InstanceLock, instance_uuid=instance) == []
     assert helpers.rows(db, models.InstanceAction,
                         instance_uuid=instance) == []
-
-
-def _insert_lock(db, instance, job_uuid, age_seconds):
-    with helpers.writer(db) as session:
-        session.add(models.InstanceLock(
-            instance_uuid=instance, action="sample", job_uuid=job_uuid,
-            request_id="req-x", created_at=models.utcnow()
-            - datetime.timedelta(seconds=age_seconds)))
 
 
 def _age_lock(db, instance, seconds):

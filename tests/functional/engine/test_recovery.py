@@ -5,14 +5,13 @@ does to its keys): the runner running it posts it again at once, a
 runner's sweep or ``--wait`` after one claim expiry, and nothing runs twice.
 """
 import collections
-import datetime
 import logging
 
 import pytest
 import sqlalchemy
 
 from tests.functional.engine import helpers, sample_flows
-from vmflow.engine import actions, locks, operations, posting, recovery
+from vmflow.engine import actions, locks, operations, recovery
 from vmflow.engine import persistence as engine_persistence
 from vmflow.persistence import api, models
 
@@ -29,11 +28,7 @@ def no_locks_left_for_the_next_test(db):
         session.execute(sqlalchemy.delete(models.InstanceLock))
 
 
-def post(conf, db, trace_file, factory=sample_flows.QUICK, **store):
-    instance = helpers.add_instance(db)
-    return posting.post_operation(
-        sample_flows.SAMPLE_ACTION, instance, factory,
-        dict(store, trace_file=trace_file), conf=conf)
+post = helpers.post_sample
 
 
 def lose(db, job_uuid):
@@ -112,12 +107,8 @@ def test_a_sweep_posts_a_lost_job_after_one_claim_expiry(conf, db, board,
 def test_an_operation_without_logbook_is_ended_after_the_grace(conf, db,
                                                                 board):
     instance = helpers.add_instance(db)
-    with helpers.writer(db) as session:
-        session.add(models.InstanceLock(
-            instance_uuid=instance, action="sample", job_uuid="never-posted",
-            request_id="req-x", created_at=models.utcnow()
-            - datetime.timedelta(seconds=60)))
-        actions.start_instance_action(session, instance, "sample", "req-x")
+    helpers.insert_lock(db, instance, "never-posted", age_seconds=60,
+                        start_action=True)
     persistence = engine_persistence.get_persistence(conf, db)
     sweeper = recovery.LostJobSweeper(board, persistence, patience=0)
     assert sweeper.sweep() == {"never-posted": "ended"}
@@ -130,11 +121,7 @@ def test_an_operation_without_logbook_is_ended_after_the_grace(conf, db,
 def test_a_young_lock_without_logbook_is_a_posting_under_way(conf, db,
                                                              board):
     instance = helpers.add_instance(db)
-    with helpers.writer(db) as session:
-        session.add(models.InstanceLock(
-            instance_uuid=instance, action="sample", job_uuid="being-posted",
-            request_id="req-y", created_at=models.utcnow()))
-        actions.start_instance_action(session, instance, "sample", "req-y")
+    helpers.insert_lock(db, instance, "being-posted", start_action=True)
     persistence = engine_persistence.get_persistence(conf, db)
     sweeper = recovery.LostJobSweeper(board, persistence, patience=0)
     assert sweeper.sweep() == {}

@@ -6,16 +6,12 @@ import pytest
 
 from tests.functional.engine import helpers, sample_flows
 from vmflow import exception
-from vmflow.engine import actions, operations, posting, runner
+from vmflow.engine import actions, operations, runner
 from vmflow.engine import persistence as engine_persistence
 from vmflow.persistence import models
 
 
-def post(conf, db, trace_file, factory=sample_flows.QUICK, **store):
-    instance = helpers.add_instance(db)
-    return posting.post_operation(
-        sample_flows.SAMPLE_ACTION, instance, factory,
-        dict(store, trace_file=trace_file), conf=conf)
+post = helpers.post_sample
 
 
 def job_row(db, job_uuid):
