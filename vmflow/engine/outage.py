@@ -1,16 +1,19 @@
 """Logging and pacing retries while a dependency (the job board, the
-database) is down: one warning when it fails (with the traceback, once),
-one when it works again, exponential back-off with a cap in between, so a
-long outage costs a few log lines instead of one traceback per retry."""
+database) is down: one warning when it fails, one when it works again,
+exponential back-off with a cap in between, so a long outage costs a few
+log lines instead of one traceback per retry. ``vmflow-engine`` puts
+:class:`RepeatedOutageTracebacks` on its log handlers: of all the
+warnings one outage causes (the board, the heartbeat, every job's
+keep-alive, TaskFlow's conductor), one shows the traceback."""
 import logging
 import time
 
 INITIAL_DELAY = 0.2
 MAX_DELAY = 10.0
 # One outage fails the board, the heartbeat and every job's keep-alive at
-# once: the traceback of an error type is shown once an hour per process.
+# once: an outage's traceback is shown once an hour per process.
 TRACEBACK_EVERY_SECONDS = 3600.0
-_tracebacks_shown = {}
+_last_traceback = {"at": None}
 
 
 class OutageLog:
@@ -40,7 +43,7 @@ class OutageLog:
             self._log.warning("%s failed: %s; retrying with back-off (at "
                               "most every %.0f s) until it works again",
                               self._what, _first_line(error), self._max,
-                              exc_info=_traceback_due(error))
+                              exc_info=error)
         else:
             self._delay = min(self._delay * 2, self._max)
             self._log.debug("%s failed again: %s", self._what,
@@ -58,13 +61,14 @@ class OutageLog:
 
 
 def _traceback_due(error):
-    """``error`` if its type's traceback was not shown lately, else None."""
-    kind = type(error).__qualname__
+    """``error`` if no outage traceback was shown lately, else None (one
+    outage surfaces as the board's JobFailure, SQLAlchemy's errors and
+    TaskFlow's wrappings of them, each with a different chain)."""
     now = time.monotonic()
-    shown = _tracebacks_shown.get(kind)
+    shown = _last_traceback["at"]
     if shown is not None and now - shown < TRACEBACK_EVERY_SECONDS:
         return None
-    _tracebacks_shown[kind] = now
+    _last_traceback["at"] = now
     return error
 
 

@@ -1,5 +1,5 @@
 """An outage costs a warning when it starts and one when it ends, with
-exponential back-off between retries, and one traceback per error type."""
+exponential back-off between retries, and one traceback per outage."""
 import logging
 import sys
 
@@ -14,7 +14,7 @@ def db_error():
 
 def test_one_warning_per_state_change_and_capped_back_off(caplog,
                                                           monkeypatch):
-    monkeypatch.setattr(outage, "_tracebacks_shown", {})
+    monkeypatch.setitem(outage._last_traceback, "at", None)
     log = logging.getLogger("vmflow.test.outage")
     tracker = outage.OutageLog(log, "The board", initial_delay=0.5,
                                max_delay=3)
@@ -34,8 +34,8 @@ def test_one_warning_per_state_change_and_capped_back_off(caplog,
     assert not tracker.down
 
 
-def test_a_traceback_per_error_type_then_lines_only(monkeypatch):
-    monkeypatch.setattr(outage, "_tracebacks_shown", {})
+def test_one_outage_traceback_then_lines_only(monkeypatch):
+    monkeypatch.setitem(outage._last_traceback, "at", None)
     quiet = outage.RepeatedOutageTracebacks()
     records = []
     for _ in range(3):
@@ -52,7 +52,7 @@ def test_a_traceback_per_error_type_then_lines_only(monkeypatch):
 
 
 def test_other_errors_keep_their_tracebacks(monkeypatch):
-    monkeypatch.setattr(outage, "_tracebacks_shown", {})
+    monkeypatch.setitem(outage._last_traceback, "at", None)
     quiet = outage.RepeatedOutageTracebacks()
     for _ in range(2):
         error = RuntimeError("a bug")
