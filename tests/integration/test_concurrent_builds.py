@@ -31,9 +31,10 @@ from vmflow import audit, compute, instances
 from vmflow.drivers.libvirt import connection as libvirt_connection
 from vmflow.drivers.libvirt import driver as libvirt_driver
 from vmflow.engine import actions, operations
-from vmflow.flows import constants
+from vmflow.flows import build, constants, iter_tasks
 from vmflow.inventory import flavors, hosts, images, quotas, servers
 from vmflow.persistence import api, models
+from vmflow.tasks import hooks
 
 BUILDS = 20
 CAPACITY = 10
@@ -44,6 +45,8 @@ PROJECT = "conc"
 DOMAIN_PREFIX = libvirt_driver.DEFAULT_DOMAIN_NAME_PREFIX
 RUNNER_TIMEOUT = 180
 MAX_WORKERS = 4
+# The first task of both flows: where several runners wait for each other.
+FIRST_STEP = next(iter_tasks(build.get_build_flow())).name
 # Polls of WaitForDomainRunning are runs of a task of their own (one event
 # each); every other task runs once per action.
 POLLED_TASK = "WaitForDomainRunning"
@@ -162,11 +165,27 @@ class Scenario:
 
     def run_runners(self, names, timeout=RUNNER_TIMEOUT):
         """Start ``vmflow-engine --once`` as each of ``names``; wait until
-        all have drained the board."""
+        all have drained the board.
+
+        Several runners hold their first steps until each of them claimed
+        a job: one that started a second earlier could otherwise drain
+        the whole board alone (the claims would still be right, but the
+        test would not show two runners sharing it).
+        """
+        gate = pathlib.Path(tempfile.mkdtemp(dir=self.work_dir))
+        env = {}
+        if len(names) > 1:
+            env = {hooks.PAUSE_AT: f"{FIRST_STEP}:before-execute",
+                   hooks.PAUSE_DIR: str(gate)}
         runners = [helpers.start_runner(self.config_file, "--once",
-                                        name=name, log_path=self.log_path)
+                                        name=name, log_path=self.log_path,
+                                        env=env)
                    for name in names]
         try:
+            if env:
+                helpers.wait_until(lambda: self._claimers() >= set(names),
+                                   timeout, "every runner to claim a job")
+                (gate / "release").touch()
             for runner in runners:
                 status = runner.wait(timeout=timeout)
                 assert status == 0, (f"runner exited {status}:\n"
@@ -176,6 +195,11 @@ class Scenario:
                 if runner.poll() is None:
                     runner.kill()
                     runner.wait()
+
+    def _claimers(self):
+        """Names of the runners holding a claim now."""
+        return {row.owner.split("@")[0] for row in helpers.rows(
+            self.engine, models.Job, state="CLAIMED") if row.owner}
 
     def runner_log(self, tail=20000):
         """The runners' output (its last ``tail`` characters; None: all)."""
