@@ -54,6 +54,12 @@ class BoardJobs:
                    frozenset((job_info(job) or {}).get("instance_uuid")
                              for job in jobs) - {None})
 
+    def work_on(self, lock):
+        """True when a job on the board works on ``lock``'s instance (its
+        own job, or one posted for the instance)."""
+        return (lock.job_uuid in self.job_uuids
+                or lock.instance_uuid in self.instance_uuids)
+
 
 def lock_is_live(lock, board_jobs, job_ended, has_logbook, now, grace):
     """The rule: a lock is live while a job on the board works on its
@@ -67,8 +73,7 @@ def lock_is_live(lock, board_jobs, job_ended, has_logbook, now, grace):
 
     ``lock``: a :func:`lock_rows` row; ``board_jobs``: :class:`BoardJobs`.
     """
-    if (lock.job_uuid in board_jobs.job_uuids
-            or lock.instance_uuid in board_jobs.instance_uuids):
+    if board_jobs.work_on(lock):
         return True
     if job_ended:
         return False

@@ -71,7 +71,7 @@ def record_job_end(job, persistence, db_engine, dispatch_error=None):
     if stranded:
         # No sentinel revert ran (a revert failed, or nothing ran at all):
         # the instance must not keep a task_state after its job ended.
-        _mark_instance_error(db_engine, info["instance_uuid"], message)
+        mark_instance_error(db_engine, info["instance_uuid"], message)
     actions.finish_instance_action(db_engine, info["action_id"], result,
                                    message)
     released = locks.release_instance_lock(info["instance_uuid"], job.uuid,
@@ -83,7 +83,7 @@ def record_job_end(job, persistence, db_engine, dispatch_error=None):
     return result
 
 
-def _mark_instance_error(db_engine, instance_uuid, message):
+def mark_instance_error(db_engine, instance_uuid, message):
     try:
         with api.writer_scope(db_engine) as session:
             instances.mark_error(session, instance_uuid, instances.ANY,

@@ -32,7 +32,7 @@ from taskflow import exceptions as tf_exc
 from taskflow import logging as tf_logging
 from taskflow import storage
 
-from vmflow import exception, instances
+from vmflow import exception
 from vmflow.engine import actions, locks, outcome, posting
 from vmflow.engine import persistence as engine_persistence
 from vmflow.persistence import api, models
@@ -45,9 +45,7 @@ def find_lost(session, board_jobs, namespace, instance_uuid=None):
     board ``namespace`` that are unfinished and have no job on it (an
     operation without a logbook counts for every namespace)."""
     return [row for row in locks.lock_rows(session, instance_uuid)
-            if not locks.job_ended(row)
-            and row.job_uuid not in board_jobs.job_uuids
-            and row.instance_uuid not in board_jobs.instance_uuids
+            if not locks.job_ended(row) and not board_jobs.work_on(row)
             and logbook_namespace(row) in (None, namespace)]
 
 
@@ -111,12 +109,7 @@ def end_unposted(db_engine, lock):
                "died before saving it)")
     actions.finish_unfinished_action(db_engine, lock.instance_uuid,
                                      lock.request_id, actions.ERROR, message)
-    try:
-        with api.writer_scope(db_engine) as session:
-            instances.mark_error(session, lock.instance_uuid, instances.ANY,
-                                 message)
-    except exception.NotFound:
-        pass
+    outcome.mark_instance_error(db_engine, lock.instance_uuid, message)
     locks.release_instance_lock(lock.instance_uuid, lock.job_uuid,
                                 engine=db_engine)
     LOG.warning("Ended operation %s on instance %s: %s", lock.request_id,
