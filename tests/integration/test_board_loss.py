@@ -70,11 +70,18 @@ class PrivateRedis:
         """Empty the board: ``restart`` (SIGKILL, start empty) or
         ``flushdb`` (delete every key, the server stays up)."""
         if how == "restart":
+            before = self._run_id()
             self.kill()
             self.start()
+            # A runner may write again as soon as the server answers, so
+            # the proof of the loss is a new server without persistence
+            # (a new run id), not an empty keyspace a moment later.
+            assert self._run_id() != before
         else:
-            self.client().flushdb()
-        assert self.client().dbsize() == 0
+            assert self.client().flushdb()
+
+    def _run_id(self):
+        return self.client().info("server")["run_id"]
 
 
 def _free_port():
