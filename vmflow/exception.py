@@ -158,6 +158,13 @@ class InstanceBusy(VmflowError):
                "has finished")
 
 
+class InstanceInvalidState(VmflowError):
+    """The operation makes no sense in the server's state (refused before
+    anything changed)."""
+    msg_fmt = ("cannot %(action)s server %(server)r: it is %(state)s; "
+               "%(action)s needs %(allowed)s")
+
+
 class OperationTimeout(VmflowError):
     msg_fmt = ("job %(job)s did not end within %(seconds)s s (running: "
                "%(steps)s); it goes on: see 'vmflow job show %(job)s'")

@@ -19,9 +19,21 @@ RESIZED = "resized"
 ERROR = "error"
 DELETED = "deleted"
 
-# task_state values used by build and delete.
+# task_state values (Nova's names).
 SCHEDULING = "scheduling"
 DELETING = "deleting"
+REBOOTING = "rebooting"
+REBOOT_STARTED = "reboot_started"
+REBOOTING_HARD = "rebooting_hard"
+REBOOT_STARTED_HARD = "reboot_started_hard"
+POWERING_OFF = "powering-off"
+POWERING_ON = "powering-on"
+PAUSING = "pausing"
+UNPAUSING = "unpausing"
+SUSPENDING = "suspending"
+RESUMING = "resuming"
+REBOOT_TASK_STATES = (REBOOTING, REBOOT_STARTED, REBOOTING_HARD,
+                      REBOOT_STARTED_HARD)
 
 COLUMNS = ("uuid", "name", "project", "flavor_id", "image_id", "vcpus",
            "memory_mb", "disk_gb", "host", "vm_state", "task_state",

@@ -46,6 +46,7 @@ from taskflow.types import timing as tf_timing
 from vmflow import conf as vmflow_conf
 from vmflow import exception
 from vmflow.engine import jobboard, listeners, outage, outcome, recovery
+from vmflow.engine import services as runner_services
 from vmflow.engine import persistence as engine_persistence
 
 LOG = logging.getLogger(__name__)
@@ -326,6 +327,7 @@ class Runner:
                                          self.persistence, drain=drain,
                                          max_jobs=max_jobs)
         self.sweeper = recovery.LostJobSweeper(self.board, self.persistence)
+        self.services = runner_services.RunnerServices(conf, self.who)
         self._heartbeat_outage = outage.OutageLog(
             LOG, f"Runner {self.who}'s heartbeat")
         self._stopped = threading.Event()
@@ -337,10 +339,12 @@ class Runner:
         self._take_over_dead_claims()
         self._beat(register=False)  # registered just now: only the sweep
         heartbeat.start()
-        LOG.info("Runner %s is claiming jobs", self.who)
         try:
+            self.services.start()
+            LOG.info("Runner %s is claiming jobs", self.who)
             self.conductor.run()
         finally:
+            self.services.stop()
             self._stopped.set()
             heartbeat.join()
             self.board.unregister_entity(self.conductor.conductor)
