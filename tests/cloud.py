@@ -11,7 +11,7 @@ from taskflow import engines, states
 from taskflow.persistence.backends import impl_sqlalchemy
 from taskflow.types import notifier
 
-from vmflow import audit, instances
+from vmflow import audit, flows, instances
 from vmflow.drivers.libvirt import connection as libvirt_connection
 from vmflow.inventory import flavors, hosts, images
 from vmflow.persistence import api
@@ -76,7 +76,8 @@ class Cloud:
         store = dict(store, instance_uuid=instance_uuid,
                      request_id="req-test")
         run = FlowRun(engines.load(factory(), store=store,
-                                   backend=self.backend))
+                                   backend=self.backend,
+                                   **flows.ENGINE_OPTIONS))
         run.run()
         return run
 

@@ -1,5 +1,6 @@
-"""Requesting operations on servers: what ``vmflow server create`` and
-``vmflow server delete`` call.
+"""Requesting operations on servers: what ``vmflow server create``,
+``delete``, ``reboot``, ``stop``, ``start``, ``pause``, ``unpause``,
+``suspend`` and ``resume`` call.
 
 Each request validates its input, writes what must exist before the flow
 runs (the instance record of a build) and posts the operation as a job
@@ -9,9 +10,9 @@ for it (:func:`vmflow.engine.operations.wait_for_operation`).
 import dataclasses
 
 from vmflow import conf as vmflow_conf
-from vmflow import instances, validation
+from vmflow import exception, instances, server_actions, validation
 from vmflow.engine import jobboard, posting
-from vmflow.flows import build, constants, delete
+from vmflow.flows import build, constants, delete, power, reboot
 from vmflow.inventory import get_by_name, servers
 from vmflow.persistence import api, models
 from vmflow.resources import quota
@@ -82,6 +83,67 @@ def delete_server(name_or_uuid, project=None, conf=vmflow_conf.CONF):
         constants.DELETE_FLOW, instance_uuid, delete.get_delete_flow, {},
         request_id, conf=conf)
     return Request(instance_uuid, job_uuid, request_id)
+
+
+def reboot_server(name_or_uuid, hard=False, project=None,
+                  conf=vmflow_conf.CONF):
+    """Post the reboot of a server: soft (ACPI, falling back to hard) from
+    ACTIVE, or ``hard`` (also from stopped, paused, suspended and ERROR).
+    """
+    action = server_actions.HARD_REBOOT if hard else server_actions.REBOOT
+    reboot_type = constants.HARD if hard else constants.SOFT
+    return _post_server_action(name_or_uuid, project, action,
+                               reboot.get_reboot_flow,
+                               {constants.REBOOT_TYPE: reboot_type}, conf)
+
+
+def power_server(action_name, name_or_uuid, project=None,
+                 conf=vmflow_conf.CONF):
+    """Post the power operation ``action_name`` (stop, start, pause,
+    unpause, suspend or resume) of a server."""
+    action = server_actions.POWER_ACTIONS[action_name]
+    return _post_server_action(name_or_uuid, project, action,
+                               power.FACTORIES[action_name], {}, conf)
+
+
+def _post_server_action(name_or_uuid, project, action, flow_factory, store,
+                        conf):
+    """Post ``action`` on the server's host. Refused with one line, and
+    nothing written, unless the server is in a state ``action`` starts
+    from; the check runs again under the instance's lock."""
+    with api.session_scope(api.get_engine(conf)) as session:
+        instance = instances.get_instance(
+            session,
+            servers.find_instance(session, name_or_uuid, project)[0].uuid)
+    host = instance["host"]
+    _check_action(action, instance, name_or_uuid, host)
+
+    def check_instance(session):
+        _check_action(action, instances.get_instance(session,
+                                                     instance["uuid"]),
+                      name_or_uuid, host)
+
+    request_id = posting.new_request_id()
+    job_uuid = posting.post_operation(
+        action.name, instance["uuid"], flow_factory,
+        dict(store, **{constants.HOST_NAME: host}), request_id, conf=conf,
+        check_instance=check_instance)
+    return Request(instance["uuid"], job_uuid, request_id)
+
+
+def _check_action(action, instance, label, host):
+    """InstanceInvalidState unless ``action`` may start on ``instance``,
+    which must still be on ``host`` (where its flow will act)."""
+    server_actions.check_allowed(action, instance, label)
+    if instance["host"] is None:
+        raise exception.InstanceInvalidState(
+            action=action.name, server=label,
+            state=f"{instance['vm_state']} on no host",
+            allowed="a server placed on a host")
+    if instance["host"] != host:
+        raise exception.InvalidInput(
+            reason=f"server {label!r} moved from host {host!r} to "
+                   f"{instance['host']!r} meanwhile; try again")
 
 
 def _fail_unposted_build(conf, instance_uuid, error):

@@ -144,6 +144,17 @@ class DomainStartTimeout(RescheduleableError):
                "after %(seconds)s s")
 
 
+class DomainNotShutOffYet(VmflowError):
+    """A poll's expected "not yet": its retry controller polls again."""
+    msg_fmt = ("domain %(ident)s on host %(host)s is %(state)s, not shut "
+               "off yet")
+
+
+class GuestIgnoredShutdown(VmflowError):
+    msg_fmt = ("guest %(ident)s on host %(host)s is still %(state)s "
+               "%(seconds)s s after an ACPI shutdown request")
+
+
 class InjectedFault(RescheduleableError):
     """Raised by the test hooks of vmflow.tasks.hooks (VMFLOW_FAIL_AT...)."""
 

@@ -152,12 +152,31 @@ def mark_error(session, instance_uuid, expected, message, details=None):
     if (instance["vm_state"], instance["task_state"]) != (ERROR, None):
         update_instance(session, instance_uuid, expected, vm_state=ERROR,
                         task_state=None)
+    _record_fault_once(session, instance, message, details)
+    return True
+
+
+def clear_task_state(session, instance_uuid, expected, message,
+                     details=None):
+    """A failed operation that gives the server back in its previous
+    vm_state: task_state cleared and a fault with ``message``. Safe twice
+    like :func:`mark_error`. Returns False for a deleted instance."""
+    instance = get_instance(session, instance_uuid)
+    if instance["vm_state"] == DELETED:
+        return False
+    if instance["task_state"] is not None:
+        update_instance(session, instance_uuid, expected, task_state=None)
+    _record_fault_once(session, instance, message, details)
+    return True
+
+
+def _record_fault_once(session, instance, message, details):
+    """Record the fault unless it is already the instance's latest."""
     message = fault_message(message)
     latest = session.scalar(
         sqlalchemy.select(models.InstanceFault.message)
-        .where(models.InstanceFault.instance_uuid == instance_uuid)
+        .where(models.InstanceFault.instance_uuid == instance["uuid"])
         .order_by(models.InstanceFault.id.desc()).limit(1))
     if latest != message:
-        record_fault(session, instance_uuid, message, details=details,
+        record_fault(session, instance["uuid"], message, details=details,
                      host=instance["host"])
-    return True

@@ -11,50 +11,55 @@ running).
 """
 import dataclasses
 
-from vmflow import exception, instances, power_states
+from vmflow import exception, power_states
+from vmflow.instances import (
+    ACTIVE, ERROR, PAUSED, PAUSING, POWERING_OFF, POWERING_ON,
+    REBOOT_STARTED, REBOOT_STARTED_HARD, REBOOTING, REBOOTING_HARD, RESUMING,
+    STOPPED, SUSPENDED, SUSPENDING, UNPAUSING)
 
 
 @dataclasses.dataclass(frozen=True)
 class ServerAction:
-    """``name``: the action (instance action and flow name);
+    """``name``: the action (instance action and flow name); ``past``:
+    its past participle (for step names, ``MarkInstanceStopped``);
     ``allowed``: vm_states it starts from; ``task_state``: what it sets
     while it runs; ``vm_state``/``power_state``: where it leaves the
     server when it succeeds."""
     name: str
+    past: str
     allowed: tuple
     task_state: str
     vm_state: str
     power_state: str
 
 
-REBOOT = ServerAction("reboot", (instances.ACTIVE,), instances.REBOOTING,
-                      instances.ACTIVE, power_states.RUNNING)
+REBOOT = ServerAction("reboot", "rebooted", (ACTIVE,), REBOOTING,
+                      ACTIVE, power_states.RUNNING)
 HARD_REBOOT = ServerAction(
-    "reboot", (instances.ACTIVE, instances.STOPPED, instances.PAUSED,
-               instances.SUSPENDED, instances.ERROR),
-    instances.REBOOTING_HARD, instances.ACTIVE, power_states.RUNNING)
-STOP = ServerAction("stop", (instances.ACTIVE, instances.ERROR),
-                    instances.POWERING_OFF, instances.STOPPED,
-                    power_states.SHUTDOWN)
-START = ServerAction("start", (instances.STOPPED,), instances.POWERING_ON,
-                     instances.ACTIVE, power_states.RUNNING)
-PAUSE = ServerAction("pause", (instances.ACTIVE,), instances.PAUSING,
-                     instances.PAUSED, power_states.PAUSED)
-UNPAUSE = ServerAction("unpause", (instances.PAUSED,), instances.UNPAUSING,
-                       instances.ACTIVE, power_states.RUNNING)
+    "reboot", "rebooted",
+    (ACTIVE, STOPPED, PAUSED, SUSPENDED, ERROR),
+    REBOOTING_HARD, ACTIVE, power_states.RUNNING)
+STOP = ServerAction("stop", "stopped", (ACTIVE, ERROR), POWERING_OFF,
+                    STOPPED, power_states.SHUTDOWN)
+START = ServerAction("start", "started", (STOPPED,), POWERING_ON,
+                     ACTIVE, power_states.RUNNING)
+PAUSE = ServerAction("pause", "paused", (ACTIVE,), PAUSING, PAUSED,
+                     power_states.PAUSED)
+UNPAUSE = ServerAction("unpause", "unpaused", (PAUSED,), UNPAUSING,
+                       ACTIVE, power_states.RUNNING)
 # A managed save leaves the domain shut off with its memory on disk.
-SUSPEND = ServerAction("suspend", (instances.ACTIVE,), instances.SUSPENDING,
-                       instances.SUSPENDED, power_states.SHUTDOWN)
-RESUME = ServerAction("resume", (instances.SUSPENDED,), instances.RESUMING,
-                      instances.ACTIVE, power_states.RUNNING)
+SUSPEND = ServerAction("suspend", "suspended", (ACTIVE,), SUSPENDING,
+                       SUSPENDED, power_states.SHUTDOWN)
+RESUME = ServerAction("resume", "resumed", (SUSPENDED,), RESUMING,
+                      ACTIVE, power_states.RUNNING)
 
 POWER_ACTIONS = {action.name: action
                  for action in (STOP, START, PAUSE, UNPAUSE, SUSPEND,
                                 RESUME)}
 BY_TASK_STATE = {action.task_state: action
                  for action in (REBOOT, HARD_REBOOT, *POWER_ACTIONS.values())}
-BY_TASK_STATE[instances.REBOOT_STARTED] = REBOOT
-BY_TASK_STATE[instances.REBOOT_STARTED_HARD] = HARD_REBOOT
+BY_TASK_STATE[REBOOT_STARTED] = REBOOT
+BY_TASK_STATE[REBOOT_STARTED_HARD] = HARD_REBOOT
 
 
 def describe_state(instance):

@@ -47,14 +47,18 @@ def new_request_id():
 
 def post_operation(action, instance_uuid, flow_factory, store,
                    request_id=None, *, conf=vmflow_conf.CONF, board=None,
-                   persistence=None):
+                   persistence=None, check_instance=None):
     """Post ``action`` on ``instance_uuid`` as a job; return the job uuid.
 
     ``flow_factory``: a module-level function that takes no arguments and
     returns the unloaded flow (a runner re-imports it by its name).
     ``store``: JSON-serialisable dict; ``instance_uuid`` and ``request_id``
     are added under their :mod:`vmflow.flows.constants` keys. ``board`` and
-    ``persistence`` default to the configured ones.
+    ``persistence`` default to the configured ones. ``check_instance(
+    session)`` runs in the transaction that takes the instance's lock,
+    before anything is written: what it raises refuses the operation with
+    nothing changed, and what it checked cannot change before the flow
+    runs (every operation takes the lock).
     """
     request_id = (request_id or (store or {}).get(constants.REQUEST_ID)
                   or new_request_id())
@@ -67,8 +71,8 @@ def post_operation(action, instance_uuid, flow_factory, store,
         action_id = locks.take_lock(
             db_engine, instance_uuid, action, job_uuid, request_id,
             is_stale=lambda lock: lock_is_stale(board, db_engine, lock),
-            on_taken=lambda session: actions.start_instance_action(
-                session, instance_uuid, action, request_id),
+            on_taken=lambda session: _start_action(
+                session, instance_uuid, action, request_id, check_instance),
             on_stale=lambda lock: _finish_stale_action(db_engine, lock))
         info = {"action": action, "action_id": action_id,
                 "instance_uuid": instance_uuid, "request_id": request_id}
@@ -83,6 +87,14 @@ def post_operation(action, instance_uuid, flow_factory, store,
                           error)
             raise
     return job_uuid
+
+
+def _start_action(session, instance_uuid, action, request_id,
+                  check_instance):
+    if check_instance is not None:
+        check_instance(session)
+    return actions.start_instance_action(session, instance_uuid, action,
+                                         request_id)
 
 
 def job_name(info):

@@ -44,7 +44,7 @@ from taskflow.types import entity as tf_entity
 from taskflow.types import timing as tf_timing
 
 from vmflow import conf as vmflow_conf
-from vmflow import exception
+from vmflow import exception, flows
 from vmflow.engine import jobboard, listeners, outage, outcome, recovery
 from vmflow.engine import services as runner_services
 from vmflow.engine import persistence as engine_persistence
@@ -93,8 +93,8 @@ def engine_options(conf, task_pool=None):
     """
     kind = ENGINES[conf.engine.executor]
     if kind == "parallel":
-        return kind, {"executor": task_pool}
-    return kind, {}
+        return kind, dict(flows.ENGINE_OPTIONS, executor=task_pool)
+    return kind, dict(flows.ENGINE_OPTIONS)
 
 
 class _StopWhenIdle(tf_timing.Timeout):

@@ -1,6 +1,13 @@
 """One module per operation, each exposing an unloaded-flow factory."""
 from taskflow import flow as tf_flow
 
+# Options every engine that runs vmflow's flows gets. ``defer_reverts``: a
+# retry controller's REVERT hands the decision to the retry around it, and
+# with none around it reverts the whole flow. Without it a REVERT of a
+# top-level wait (a stop's wait for shutdown) would revert only that wait
+# and end the flow with its first steps, sentinel included, not reverted.
+ENGINE_OPTIONS = {"defer_reverts": True}
+
 
 def iter_tasks(flow):
     """The flow's tasks in order, nested flows included (not retries).

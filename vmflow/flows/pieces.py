@@ -2,6 +2,8 @@
 
 * :func:`wait_until_running` -- poll the domain until it runs, the poll
   re-run by a retry controller on its expected "not yet";
+* :func:`wait_until_shut_off` -- poll the domain until it is off, the
+  same way;
 * :func:`try_on_each_host` -- run steps on the first candidate host,
   reverting them and moving to the next on a host-level failure.
 
@@ -12,7 +14,7 @@ the subflow's name and its atoms' names (``WaitForDomainRunning-<tag>``).
 from taskflow.patterns import linear_flow
 
 from vmflow.flows import constants
-from vmflow.tasks import domain, scheduling
+from vmflow.tasks import domain, power, scheduling
 
 
 def tagged(name, tag=None):
@@ -30,6 +32,18 @@ def wait_until_running(tag=None):
             name=tagged(domain.RetryUntilRunning.__name__, tag)))
     return wait.add(domain.WaitForDomainRunning(
         name=tagged(domain.WaitForDomainRunning.__name__, tag)))
+
+
+def wait_until_shut_off(poll, seconds_option, tag=None):
+    """A subflow that runs ``poll`` (a task raising DomainNotShutOffYet
+    until the domain on ``host_name`` is off) until it returns or
+    ``[libvirt] seconds_option`` passed (``poll`` decides what then)."""
+    wait = linear_flow.Flow(
+        tagged(constants.WAIT_SHUTDOWN_FLOW, tag),
+        retry=power.RetryUntilShutOff(
+            seconds_option,
+            name=tagged(power.RetryUntilShutOff.__name__, tag)))
+    return wait.add(poll)
 
 
 def try_on_each_host(*steps, name=constants.BUILD_ON_HOST_FLOW, tag=None):

@@ -38,3 +38,17 @@ class RemoveDisks(base.VmflowTask):
     def execute(self, instance_uuid, instance_hosts):
         return base.on_each_host(
             instance_hosts, lambda driver: driver.remove_disks(instance_uuid))
+
+
+class RecreateMissingDisks(CreateDisks):
+    """A hard reboot's repair: create again, from the image record, the
+    cached base image and the instance's overlay if either is missing
+    (files that exist are kept as they are).
+
+    Reversion strategy: none; the disks belong to a live instance, and a
+    reboot never removes them (a recreated overlay is as empty as a new
+    build's).
+    """
+
+    def revert(self, result, **kwargs):
+        """Nothing: a reboot never removes an instance's disks."""

@@ -48,6 +48,19 @@ class DefineDomain(base.VmflowTask):
         driver.undefine(instance_uuid)
 
 
+class RedefineDomain(base.VmflowTask):
+    """Define the domain again in place from ``domain_xml`` (regenerated
+    from the database), replacing the definition on ``host_name``.
+
+    Reversion strategy: none; a reboot never undefines a domain, so a
+    failed reboot leaves a defined domain (the new definition, which is
+    what the database says), never a lost machine.
+    """
+
+    def execute(self, instance_uuid, host_name, domain_xml):
+        return base.get_driver(host_name).define_domain(domain_xml)
+
+
 class StartDomain(base.VmflowTask):
     """Start the domain ("already-running" on a second run).
 

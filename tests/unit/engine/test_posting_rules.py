@@ -58,12 +58,13 @@ def test_describe_flow():
 
 
 def test_engine_options(conf):
-    assert runner.engine_options(conf) == ("serial", {})
+    assert runner.engine_options(conf) == ("serial",
+                                           {"defer_reverts": True})
     conf.set_override("executor", "threaded", group="engine")
     conf.set_override("max_workers", 3, group="engine")
     pool = object()
     assert runner.engine_options(conf, pool) == (
-        "parallel", {"executor": pool})
+        "parallel", {"executor": pool, "defer_reverts": True})
     conductor = runner.build_conductor("r", conf, board=object(),
                                        persistence=_Persistence())
     assert conductor.task_pool._max_workers == 3

@@ -4,7 +4,8 @@ flow needs from its store is a visible change here)."""
 from taskflow.patterns import linear_flow
 
 from vmflow import flows
-from vmflow.flows import build, constants as keys, delete, pieces
+from vmflow.flows import build, constants as keys, delete, pieces, power
+from vmflow.flows import reboot
 
 
 def optional_inputs(flow):
@@ -33,6 +34,38 @@ def test_delete_flow():
     assert set(flow.requires) == {keys.INSTANCE_UUID}
     assert optional_inputs(flow) == set()
     assert set(flow.provides) == {keys.INSTANCE_HOSTS}
+
+
+def test_reboot_flow():
+    flow = reboot.get_reboot_flow()
+    assert flow.name == "reboot"
+    assert set(flow.requires) == {keys.INSTANCE_UUID, keys.HOST_NAME,
+                                  keys.REBOOT_TYPE}
+    assert optional_inputs(flow) == set()
+    assert set(flow.provides) == {
+        keys.REBOOT_METHOD, keys.ACPI_SHUTDOWN, keys.SHUTDOWN_DEADLINE,
+        keys.GUEST_WENT_DOWN, keys.WAIT_DEADLINE, keys.POWER_STATE,
+        keys.DISK_PATHS, keys.DOMAIN_XML}
+
+
+def test_power_flows():
+    for name, factory in power.FACTORIES.items():
+        flow = factory()
+        assert flow.name == name
+        assert set(flow.requires) == {keys.INSTANCE_UUID, keys.HOST_NAME}
+        assert optional_inputs(flow) == set()
+    assert set(power.get_stop_flow().provides) == {
+        keys.ACPI_SHUTDOWN, keys.SHUTDOWN_DEADLINE, keys.CLEAN_SHUTDOWN}
+    assert set(power.get_pause_flow().provides) == set()
+
+
+def test_wait_until_shut_off_piece():
+    wait = pieces.wait_until_shut_off(
+        reboot.power.WaitForCleanShutdown(), "shutdown_timeout_seconds")
+    assert wait.name == keys.WAIT_SHUTDOWN_FLOW
+    assert wait.retry.name == "RetryUntilShutOff"
+    assert set(wait.provides) == {keys.SHUTDOWN_DEADLINE,
+                                  keys.CLEAN_SHUTDOWN}
 
 
 def test_wait_until_running_piece():
