@@ -1,47 +1,35 @@
-"""At runner start: instances a vanished job left in a task_state are
-reconciled, never left stuck (what Nova's ``init_host`` does for the
-instances of its host before it takes requests).
+"""At runner start, instances a vanished job left in a task_state are
+reconciled, never left stuck (Nova's ``init_host`` does it for its host's
+instances before it takes requests).
 
-*Stranded*: an instance with a task_state whose operation can never go on.
-An operation that can go on is left alone, whatever its age: a job on the
-board works on the instance, or its lock's job has not ended -- then
-:mod:`.recovery` posts the job again from its logbook, or ends the
-operation if it has none (the lock rule of :func:`.locks.lock_is_live`
-less its grace, which is recovery's to apply). A build's instance record
-is written before its lock is taken, so one still ``scheduling`` on no
-lock is left alone for one claim expiry after its creation too.
+An instance is *stranded* when its operation can never go on. One that
+can is left alone: a job on the board works on it, or its lock's job has
+not ended -- :mod:`.recovery` posts that job again from its logbook, or
+ends the operation if it has none. A build's record is written before its
+lock, so one ``scheduling`` on no lock is left for one claim expiry too.
 
-What a stranded instance becomes is decided by the hypervisor, the only
-witness of how far the operation got (:func:`verdict`):
-
-* a power operation or reboot (:data:`.server_actions.BY_TASK_STATE`)
-  whose domain shows the power state the operation ends in finished: the
-  operation's vm_state and power_state are written and task_state cleared;
-  otherwise the instance goes to ERROR with a fault saying which
-  task_state a job that no longer exists left and what the hypervisor
-  shows (a hard reboot or a delete can be run from ERROR);
-* a build (``scheduling``), a delete (``deleting``) and any task_state
-  without a rule go to ERROR with a fault, without asking the hypervisor
-  (a delete can be run again; a failed build is deleted like any other).
-
-Every write is a compare-and-swap on the task_state read, in a transaction
-that first checks that no new operation took the instance's lock
-meanwhile. The dead job's unfinished instance actions are finished as
+The hypervisor, the only witness of how far a stranded operation got,
+decides (:func:`verdict`): a power operation or reboot
+(:data:`.server_actions.BY_TASK_STATE`) whose domain shows the power
+state the operation ends in finished -- its vm_state and power_state are
+written, task_state cleared; otherwise, and for a build, a delete or a
+task_state without a rule, the instance goes to ERROR with a fault (a
+delete or a hard reboot can be run from there). Each write is a
+compare-and-swap on the task_state read, after checking that no new
+operation took the lock. The dead job's open actions are finished as
 ``error`` first (the job did not run to its end, even when its effect
-happened), then the instance is written, then the dead job's lock is
-released: a runner dying in between leaves an instance still stranded,
-reconciled at the next start.
+happened), its lock released last: a runner dying in between leaves the
+instance stranded for the next start.
 
-A host that does not answer is left with one log line: its instances keep
-their task_state until a runner starts while the host answers. An
-operator wants that rather than ERROR: without the hypervisor nothing
-tells whether the operation finished, a host outage is usually short, and
-putting every busy server of a rebooting host in ERROR would make work for
-nobody's benefit (``vmflow audit`` keeps reporting them meanwhile).
+A host that does not answer is logged once and its instances left for
+the next runner start, not put in ERROR: without the hypervisor nothing
+tells whether their operations finished, an outage is usually short, and
+an ERROR on every busy server of a rebooting host helps nobody (``vmflow
+audit`` reports them meanwhile).
 
 With ``[DEFAULT] resume_guests_state_on_host_boot``, servers that should
-run (vm_state active, power_state running, no task_state, no live lock)
-whose domain is shut off are started again and their power state written.
+run (active, power_state running, no task_state, no lock) whose domain is
+shut off are started again and their power state written.
 """
 import dataclasses
 import datetime
@@ -64,9 +52,9 @@ ERRORED = "error"
 LEFT = "left"
 STARTED = "started"
 NO_DOMAIN = "no domain"
-# task_states reconciled without asking the hypervisor: the operation
-# cannot be finished from what the hypervisor shows.
-NOT_OBSERVED = (instances.SCHEDULING, instances.DELETING)
+# task_states whose end the hypervisor cannot show, and why they fail.
+NOT_OBSERVED = {instances.SCHEDULING: "the build did not finish",
+                instances.DELETING: "run the delete again"}
 # What a round that cannot read the database or the board raises.
 ROUND_FAILURES = (exception.VmflowError, sa_exc.SQLAlchemyError,
                   tf_exc.TaskFlowException)
@@ -111,18 +99,9 @@ def verdict(instance, observed):
     power state ``observed`` (:data:`NO_DOMAIN`, or None: not asked)."""
     task_state = instance["task_state"]
     action = server_actions.BY_TASK_STATE.get(task_state)
-    if task_state == instances.SCHEDULING:
-        return Verdict(fault=left_by_dead_job(task_state)
-                       + ": the build did not finish")
-    if task_state == instances.DELETING:
-        return Verdict(fault=left_by_dead_job(task_state)
-                       + ": run the delete again")
-    if action is None:
-        return Verdict(fault=left_by_dead_job(task_state)
-                       + ": no rule tells how it ends")
-    if instance["host"] is None:
-        return Verdict(fault=left_by_dead_job(task_state)
-                       + " on an instance placed on no host")
+    unobserved = _why_not_observed(instance, action)
+    if unobserved:
+        return Verdict(fault=f"{left_by_dead_job(task_state)}: {unobserved}")
     if observed == action.power_state:
         return Verdict(values={"vm_state": action.vm_state,
                                "power_state": observed, "task_state": None})
@@ -130,6 +109,18 @@ def verdict(instance, observed):
              else f"the domain {observed}")
     return Verdict(fault=f"{left_by_dead_job(task_state)}; the hypervisor "
                          f"shows {shown}, not {action.power_state}")
+
+
+def _why_not_observed(instance, action):
+    """Why the hypervisor cannot tell how the operation ended (None: it
+    can)."""
+    if instance["task_state"] in NOT_OBSERVED:
+        return NOT_OBSERVED[instance["task_state"]]
+    if action is None:
+        return "no rule tells how it ends"
+    if instance["host"] is None:
+        return "the instance is on no host"
+    return None
 
 
 def operation_may_go_on(instance, lock, board_jobs, now, grace):
@@ -189,51 +180,43 @@ def find_guests_to_resume(session):
 
 
 class HostDrivers:
-    """The drivers of the hosts, each host asked until it fails once: a
-    host that does not answer is logged once and skipped after."""
+    """The hosts' drivers. A host that does not answer is logged once and
+    not asked again in this round."""
 
     def __init__(self, db_engine, conf):
         self._db_engine = db_engine
         self._conf = conf
         self._drivers = {}
-        self.down = {}  # host name: why
+        self.down = set()
 
-    def power_state(self, host_name, instance_uuid):
-        """The domain's power state, :data:`NO_DOMAIN`, or None when the
-        host does not answer."""
-        return self._ask(host_name, lambda driver: _observe(
-            driver, instance_uuid))
-
-    def start(self, host_name, instance_uuid):
-        """Start the domain; its power state then (None: host down)."""
-        return self._ask(host_name, lambda driver: (
-            driver.start(instance_uuid), _observe(driver, instance_uuid))[1])
-
-    def _ask(self, host_name, question):
+    def ask(self, host_name, question):
+        """``question(driver)``, or None when the host does not answer."""
         if host_name in self.down:
             return None
         try:
-            return question(self._driver(host_name))
+            if host_name not in self._drivers:
+                with api.session_scope(self._db_engine) as session:
+                    host = hosts.show_host(session, host_name)
+                self._drivers[host_name] = drivers.get_driver(host,
+                                                              self._conf)
+            return question(self._drivers[host_name])
         except (exception.HypervisorUnavailable, exception.NotFound) as error:
-            self.down[host_name] = error
+            self.down.add(host_name)
             LOG.warning("Reconcile: host %s does not answer (%s): its "
                         "instances are left for the next runner start",
                         host_name, error)
             return None
 
-    def _driver(self, host_name):
-        if host_name not in self._drivers:
-            with api.session_scope(self._db_engine) as session:
-                host = hosts.show_host(session, host_name)
-            self._drivers[host_name] = drivers.get_driver(host, self._conf)
-        return self._drivers[host_name]
 
-
-def _observe(driver, instance_uuid):
-    try:
-        return driver.get_power_state(instance_uuid)
-    except exception.DomainNotFound:
-        return NO_DOMAIN
+def power_state_of(instance_uuid):
+    """A :meth:`HostDrivers.ask` question: the domain's power state, or
+    :data:`NO_DOMAIN`."""
+    def question(driver):
+        try:
+            return driver.get_power_state(instance_uuid)
+        except exception.DomainNotFound:
+            return NO_DOMAIN
+    return question
 
 
 def reconcile_stranded(db_engine, item, host_drivers):
@@ -241,8 +224,8 @@ def reconcile_stranded(db_engine, item, host_drivers):
     instance = item.instance
     observed = None
     if instance["task_state"] not in NOT_OBSERVED and instance["host"]:
-        observed = host_drivers.power_state(instance["host"],
-                                            instance["uuid"])
+        observed = host_drivers.ask(instance["host"],
+                                    power_state_of(instance["uuid"]))
         if observed is None:
             return LEFT  # the host does not answer (logged once)
     decision = verdict(instance, observed)
@@ -292,21 +275,19 @@ def _taken_meanwhile(session, item):
 
 
 def resume_guest(db_engine, instance, host_drivers):
-    """Start the shut-off domain of a server that should run; returns
-    :data:`STARTED` or :data:`LEFT`."""
-    observed = host_drivers.power_state(instance["host"], instance["uuid"])
+    """Start the domain of a server that should run if it is shut off;
+    :data:`STARTED`, :data:`LEFT` (host down) or None (nothing to do)."""
+    observe = power_state_of(instance["uuid"])
+    observed = host_drivers.ask(instance["host"], observe)
     if observed != power_states.SHUTDOWN:
-        return LEFT
-    now = host_drivers.start(instance["host"], instance["uuid"])
+        return LEFT if observed is None else None
+    now = host_drivers.ask(instance["host"], lambda driver: (
+        driver.start(instance["uuid"]), observe(driver))[1])
     if now is None:
         return LEFT
-    try:
-        with api.writer_scope(db_engine) as session:
-            instances.update_instance(session, instance["uuid"], (None,),
-                                      power_state=now)
-    except exception.UnexpectedTaskState as error:
-        LOG.info("Reconcile: instance %s changed meanwhile: %s",
-                 instance["uuid"], error)
+    with api.writer_scope(db_engine) as session:
+        instances.update_instance(session, instance["uuid"], (None,),
+                                  power_state=now)
     LOG.warning("Reconcile: started instance %s (%s) again: it should run "
                 "but its domain was shut off; power_state %s",
                 instance["uuid"], instance["name"], now)
@@ -314,42 +295,31 @@ def resume_guest(db_engine, instance, host_drivers):
 
 
 def reconcile(conf, db_engine=None, board=None):
-    """One round; returns ``{instance uuid: outcome}`` of every instance
-    acted on or left (:data:`CLEARED`, :data:`ERRORED`, :data:`LEFT`,
-    :data:`STARTED`)."""
+    """One round; ``{instance uuid: outcome}`` of every instance acted on
+    or left (:data:`CLEARED`, :data:`ERRORED`, :data:`STARTED`,
+    :data:`LEFT`)."""
     db_engine = db_engine or api.get_engine(conf)
     with jobboard.opened(conf, board) as opened:
         board_jobs = locks.BoardJobs.read(opened, outcome.job_info)
         grace = opened.claim_expiry
     with api.session_scope(db_engine) as session:
-        stranded = find_stranded(session, board_jobs, grace)
+        work = [(item.instance, reconcile_stranded, item) for item in
+                find_stranded(session, board_jobs, grace)]
+        if conf.resume_guests_state_on_host_boot:
+            work += [(instance, resume_guest, instance)
+                     for instance in find_guests_to_resume(session)]
     host_drivers = HostDrivers(db_engine, conf)
     done = {}
-    for item in stranded:
-        done[item.instance["uuid"]] = _guarded(
-            item.instance,
-            lambda item=item: reconcile_stranded(db_engine, item,
-                                                 host_drivers))
-    if conf.resume_guests_state_on_host_boot:
-        with api.session_scope(db_engine) as session:
-            guests = find_guests_to_resume(session)
-        for instance in guests:
-            done[instance["uuid"]] = _guarded(
-                instance,
-                lambda instance=instance: resume_guest(db_engine, instance,
-                                                       host_drivers))
+    for instance, function, subject in work:
+        try:
+            result = function(db_engine, subject, host_drivers)
+        except exception.VmflowError as error:  # this one only
+            LOG.error("Reconcile: instance %s (%s) left: %s",
+                      instance["uuid"], instance["name"], error)
+            result = LEFT
+        if result is not None:
+            done[instance["uuid"]] = result
     return done
-
-
-def _guarded(instance, work):
-    """``work()`` on ``instance``; a failure is logged (one line) and
-    leaves that instance, not the others."""
-    try:
-        return work()
-    except exception.VmflowError as error:
-        LOG.error("Reconcile: instance %s (%s) left: %s", instance["uuid"],
-                  instance["name"], error)
-        return LEFT
 
 
 class ReconcileService:
@@ -370,10 +340,10 @@ class ReconcileService:
             LOG.error("Runner %s could not reconcile stuck instances: %s",
                       self._who, jobboard.first_line(error))
             return
-        if self.outcomes:
-            LOG.info("Runner %s reconciled %d instance(s) at start",
-                     self._who, sum(1 for outcome_ in self.outcomes.values()
-                                    if outcome_ != LEFT))
+        LOG.info("Runner %s reconciled %d instance(s) at start, left %d",
+                 self._who, sum(value != LEFT for value in
+                                self.outcomes.values()),
+                 sum(value == LEFT for value in self.outcomes.values()))
 
     def stop(self):
         """Nothing runs after start()."""
