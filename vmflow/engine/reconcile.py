@@ -81,12 +81,14 @@ class Verdict:
     def outcome(self):
         return CLEARED if self.fault is None else ERRORED
 
-    @property
-    def summary(self):
+    def describe(self, task_state):
+        """One line for the log and the dead job's instance action."""
         if self.fault is not None:
-            return self.fault
-        return ", ".join(f"{key} {value}"
-                         for key, value in self.values.items())
+            return f"ERROR: {self.fault}"
+        return (f"{left_by_dead_job(task_state)}; the hypervisor shows it "
+                f"finished: vm_state {self.values['vm_state']}, "
+                f"power_state {self.values['power_state']}, task_state "
+                "cleared")
 
 
 def left_by_dead_job(task_state):
@@ -229,20 +231,18 @@ def reconcile_stranded(db_engine, item, host_drivers):
         if observed is None:
             return LEFT  # the host does not answer (logged once)
     decision = verdict(instance, observed)
+    summary = decision.describe(instance["task_state"])
     for request_id in item.request_ids:
         actions.finish_unfinished_action(
             db_engine, instance["uuid"], request_id, actions.ERROR,
-            f"{left_by_dead_job(instance['task_state'])}; reconciled at "
-            f"runner start: {decision.summary}")
+            f"reconciled at runner start: {summary}")
     if not _write_verdict(db_engine, item, decision):
         return LEFT
     if item.lock is not None:
         locks.release_instance_lock(instance["uuid"], item.lock.job_uuid,
                                     engine=db_engine)
-    LOG.warning("Reconciled instance %s (%s, %s, task_state %s, left by a "
-                "job that no longer exists): %s", instance["uuid"],
-                instance["name"], instance["vm_state"],
-                instance["task_state"], decision.summary)
+    LOG.warning("Reconciled instance %s (%s, %s): %s", instance["uuid"],
+                instance["name"], instance["vm_state"], summary)
     return decision.outcome
 
 

@@ -66,16 +66,17 @@ def test_a_finished_stop_is_cleared_and_its_action_finished(cloud, conf):
     assert base.get_driver("host1").get_power_state(uuid) == "shutdown"
     action = actions.get_action(cloud.engine, action_id)
     assert action.finish_time is not None and action.result == "error"
-    assert action.message.startswith(
-        "task_state powering-off was left by a job that no longer exists; "
-        "reconciled at runner start: vm_state stopped")
+    assert action.message == (
+        "reconciled at runner start: task_state powering-off was left by a "
+        "job that no longer exists; the hypervisor shows it finished: "
+        "vm_state stopped, power_state shutdown, task_state cleared")
     assert fault(cloud, uuid) is None
     assert run_reconcile(conf) == {}  # nothing left to do
 
 
 def test_an_unfinished_pause_goes_to_error_with_a_fault(cloud, conf):
     uuid = built(cloud)
-    stuck(cloud, uuid, instances.PAUSING)
+    action_id = stuck(cloud, uuid, instances.PAUSING)
 
     assert run_reconcile(conf) == {uuid: reconcile.ERRORED}
 
@@ -84,6 +85,8 @@ def test_an_unfinished_pause_goes_to_error_with_a_fault(cloud, conf):
     assert fault(cloud, uuid) == (
         "task_state pausing was left by a job that no longer exists; the "
         "hypervisor shows the domain running, not paused")
+    assert actions.get_action(cloud.engine, action_id).message == (
+        "reconciled at runner start: ERROR: " + fault(cloud, uuid))
 
 
 def test_a_reboot_whose_domain_is_gone_goes_to_error(cloud, conf):
