@@ -1,35 +1,24 @@
 """At runner start, instances a vanished job left in a task_state are
-reconciled, never left stuck (Nova's ``init_host`` does it for its host's
-instances before it takes requests).
+reconciled, never left stuck (as Nova's ``init_host`` does before its
+compute service takes requests).
 
-An instance is *stranded* when its operation can never go on. One that
-can is left alone: a job on the board works on it, or its lock's job has
-not ended -- :mod:`.recovery` posts that job again from its logbook, or
-ends the operation if it has none. A build's record is written before its
-lock, so one ``scheduling`` on no lock is left for one claim expiry too.
+Only *stranded* instances are touched: those whose operation can never go
+on (:func:`operation_may_go_on`; what can go on is :mod:`.recovery`'s).
+The hypervisor, the only witness of how far the operation got, decides
+what they become (:func:`verdict`). Each write is a compare-and-swap on the
+task_state read, after checking that no new operation took the lock; the
+dead job's open actions are finished (``error``: the job did not run to
+its end) before it and its lock released after, so a runner dying in
+between leaves the instance stranded for the next start.
 
-The hypervisor, the only witness of how far a stranded operation got,
-decides (:func:`verdict`): a power operation or reboot
-(:data:`.server_actions.BY_TASK_STATE`) whose domain shows the power
-state the operation ends in finished -- its vm_state and power_state are
-written, task_state cleared; otherwise, and for a build, a delete or a
-task_state without a rule, the instance goes to ERROR with a fault (a
-delete or a hard reboot can be run from there). Each write is a
-compare-and-swap on the task_state read, after checking that no new
-operation took the lock. The dead job's open actions are finished as
-``error`` first (the job did not run to its end, even when its effect
-happened), its lock released last: a runner dying in between leaves the
-instance stranded for the next start.
-
-A host that does not answer is logged once and its instances left for
-the next runner start, not put in ERROR: without the hypervisor nothing
-tells whether their operations finished, an outage is usually short, and
-an ERROR on every busy server of a rebooting host helps nobody (``vmflow
+A host that does not answer is logged once and its instances left for the
+next runner start, not put in ERROR: without the hypervisor nothing tells
+whether their operations finished, a host outage is usually short, and
+ERROR on every busy server of a rebooting host helps nobody (``vmflow
 audit`` reports them meanwhile).
 
 With ``[DEFAULT] resume_guests_state_on_host_boot``, servers that should
-run (active, power_state running, no task_state, no lock) whose domain is
-shut off are started again and their power state written.
+run whose domain is shut off are started again (:func:`resume_guest`).
 """
 import dataclasses
 import datetime
@@ -98,7 +87,13 @@ def left_by_dead_job(task_state):
 
 def verdict(instance, observed):
     """What the stranded ``instance`` becomes when its domain shows the
-    power state ``observed`` (:data:`NO_DOMAIN`, or None: not asked)."""
+    power state ``observed`` (:data:`NO_DOMAIN`, or None: not asked).
+
+    A power operation or reboot (:data:`.server_actions.BY_TASK_STATE`)
+    whose domain shows the power state it ends in finished: its vm_state
+    and power_state, task_state cleared. Otherwise, and for a build, a
+    delete or a task_state without a rule: ERROR with a fault (a delete or
+    a hard reboot can be run from there)."""
     task_state = instance["task_state"]
     action = server_actions.BY_TASK_STATE.get(task_state)
     unobserved = _why_not_observed(instance, action)
@@ -126,9 +121,10 @@ def _why_not_observed(instance, action):
 
 
 def operation_may_go_on(instance, lock, board_jobs, now, grace):
-    """True unless the instance's operation can never resume (see the
-    module doc): a board job works on it, its lock's job has not ended, or
-    it is a young build record (its lock may not be taken yet)."""
+    """True while the instance's operation may still go on: a board job
+    works on it, or its lock's job has not ended (:mod:`.recovery` posts
+    it again from its logbook, or ends it if it has none), or it is a
+    build record younger than ``grace`` (written before its lock)."""
     if instance["uuid"] in board_jobs.instance_uuids:
         return True
     if lock is not None:
@@ -275,8 +271,9 @@ def _taken_meanwhile(session, item):
 
 
 def resume_guest(db_engine, instance, host_drivers):
-    """Start the domain of a server that should run if it is shut off;
-    :data:`STARTED`, :data:`LEFT` (host down) or None (nothing to do)."""
+    """Start the domain of a server that should run (active, power_state
+    running, no task_state, no lock) if it is shut off, and write its
+    power state; :data:`STARTED`, :data:`LEFT` (host down) or None."""
     observe = power_state_of(instance["uuid"])
     observed = host_drivers.ask(instance["host"], observe)
     if observed != power_states.SHUTDOWN:

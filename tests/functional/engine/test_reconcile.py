@@ -206,3 +206,23 @@ def test_a_runner_reconciles_before_it_claims(cloud, conf):
     assert state(cloud, stopped) == ("stopped", "shutdown", None)
     assert state(cloud, pausing) == ("error", "running", None)
     assert cloud.audit()["checks"]["task_states"]["ok"]
+
+
+def test_a_round_that_cannot_read_the_board_is_one_line(cloud, conf,
+                                                         caplog):
+    uuid = built(cloud)
+    stuck(cloud, uuid, instances.PAUSING)
+    conf.set_override("backend", "redis", group="jobboard")
+    conf.set_override("hosts", ["127.0.0.1:1"], group="jobboard")
+    service = reconcile.ReconcileService(conf, "test-runner")
+    service.start()  # the runner goes on claiming (once the board is back)
+
+    assert service.outcomes is None
+    said = [record for record in caplog.records
+            if record.name == reconcile.__name__]
+    assert [(record.levelname, record.exc_info) for record in said] == [
+        ("ERROR", None)]
+    assert said[0].getMessage().startswith(
+        "Runner test-runner could not reconcile stuck instances: ")
+    assert "\n" not in said[0].getMessage()
+    assert state(cloud, uuid) == ("active", "running", "pausing")
