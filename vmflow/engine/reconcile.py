@@ -221,7 +221,8 @@ def reconcile_stranded(db_engine, item, host_drivers):
     """Reconcile one :class:`Stranded`; returns its outcome."""
     instance = item.instance
     observed = None
-    if instance["task_state"] not in NOT_OBSERVED and instance["host"]:
+    action = server_actions.BY_TASK_STATE.get(instance["task_state"])
+    if _why_not_observed(instance, action) is None:
         observed = host_drivers.ask(instance["host"],
                                     power_state_of(instance["uuid"]))
         if observed is None:

@@ -226,3 +226,15 @@ def test_a_round_that_cannot_read_the_board_is_one_line(cloud, conf,
         "Runner test-runner could not reconcile stuck instances: ")
     assert "\n" not in said[0].getMessage()
     assert state(cloud, uuid) == ("active", "running", "pausing")
+
+
+def test_a_task_state_without_a_rule_fails_even_on_a_host_that_is_down(
+        cloud, conf):
+    cloud.add_host("gone", uri=f"test://{cloud.tmp_path}/missing.xml")
+    uuid = built(cloud)
+    set_columns(cloud, uuid, host="gone")
+    stuck(cloud, uuid, "resize_migrating")
+
+    assert run_reconcile(conf) == {uuid: reconcile.ERRORED}
+    assert state(cloud, uuid) == ("error", "running", None)
+    assert fault(cloud, uuid).endswith(": no rule tells how it ends")
