@@ -9,6 +9,14 @@ default_opts = [
                default="libvirt",
                help="Hypervisor driver of the hosts: the name of a "
                     "'vmflow.drivers' entry point."),
+    cfg.BoolOpt("resume_guests_state_on_host_boot",
+                default=False,
+                help="At runner start, start again the domains of servers "
+                     "that should run (vm_state active, power_state "
+                     "running, no task_state) but are shut off, as after a "
+                     "host restart, and record their power state. Off: "
+                     "such servers stay shut off until someone starts "
+                     "them."),
 ]
 
 

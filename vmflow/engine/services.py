@@ -10,10 +10,16 @@ A service must keep serving the other hosts while one host is down.
 """
 import logging
 
+from vmflow.engine import reconcile
+
 LOG = logging.getLogger(__name__)
 
 # Factories ``factory(conf, who) -> service``, started in this order.
-SERVICE_FACTORIES = ()
+SERVICE_FACTORIES = (
+    # First: stuck instances are reconciled before any other service acts
+    # on what the database says of them.
+    reconcile.ReconcileService,
+)
 
 
 class RunnerServices:
