@@ -10,10 +10,15 @@ A service must keep serving the other hosts while one host is down.
 """
 import logging
 
+from vmflow.engine import host_watch
+
 LOG = logging.getLogger(__name__)
 
 # Factories ``factory(conf, who) -> service``, started in this order.
-SERVICE_FACTORIES = ()
+SERVICE_FACTORIES = (
+    # Hosts follow their hypervisor; power states follow the guests.
+    host_watch.host_watch,
+)
 
 
 class RunnerServices:
