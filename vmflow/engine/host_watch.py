@@ -1,7 +1,7 @@
 """The runner's watch over its hosts' hypervisors (a runner service).
 
-:class:`HostWatch` subscribes to the events of every enabled host's
-hypervisor (and of every host it disabled itself) and
+:class:`HostWatch` subscribes to the events of every host's hypervisor
+and
 
 * keeps ``instances.power_state`` true (:mod:`.power_sync`): from each
   power event, from a sync of every host at start and every
@@ -12,7 +12,7 @@ hypervisor (and of every host it disabled itself) and
   (or that does not answer) is disabled with a reason starting ``AUTO: ``,
   tried again every ``[engine] host_retry_seconds``, and enabled again
   once it answers -- only if vmflow disabled it: a host an operator
-  disabled stays disabled.
+  disabled stays disabled (its power states are still kept true).
 
 Threads: the driver's callbacks (libvirt's event loop thread) only put
 what they hear on a queue. One worker thread takes it off and does every
@@ -94,11 +94,11 @@ class HostWatch:
     # -- what the connector does -------------------------------------------
 
     def _hosts_to_watch(self):
-        """Enabled hosts and those vmflow disabled itself."""
+        """Every host: a disabled one takes no new instances, but the power
+        states of those it has are kept true (as Nova's power sync runs on
+        a disabled compute service)."""
         with api.session_scope(self._db) as session:
-            return [host for host in host_inventory.list_hosts(session)
-                    if host["enabled"]
-                    or host_inventory.is_auto_disabled(host)]
+            return host_inventory.list_hosts(session)
 
     def _connect_round(self):
         try:
@@ -111,7 +111,7 @@ class HostWatch:
         with self._lock:
             gone = [name for name in self._watched if name not in names]
             watched = set(self._watched)
-        for name in gone:  # deleted, or an operator disabled it
+        for name in gone:  # deleted
             self._forget(name)
         for host in wanted:
             if host["name"] not in watched:

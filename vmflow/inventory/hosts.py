@@ -134,12 +134,6 @@ AUTO_DISABLED_PREFIX = "AUTO: "
 LOST_CONNECTION_REASON = "hypervisor connection lost: "
 
 
-def is_auto_disabled(host):
-    """True when vmflow (not an operator) disabled ``host`` (a dict)."""
-    return (not host["enabled"] and (host["disabled_reason"] or "")
-            .startswith(AUTO_DISABLED_PREFIX))
-
-
 def auto_disable_host(session, name, reason):
     """Disable an enabled host with ``AUTO: <reason>``; True if it did (a
     host already disabled, by anyone, keeps its reason)."""

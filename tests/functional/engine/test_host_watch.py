@@ -163,13 +163,15 @@ def test_a_host_an_operator_disabled_stays_disabled(cloud, watch):
         hosts.set_host_enabled(session, "host1", False, "maintenance")
     driver, uuid = running_instance(cloud)
     watch()
+    driver.destroy(uuid)
+    # Watched all the same: its power states are kept true.
+    wait_until(lambda: states(cloud, uuid)[1] == instances.STOPPED, WAIT,
+               "the instance on the disabled host stopped")
     with cloud.session() as session:
         assert not hosts.auto_enable_host(session, "host1")
     host = host_row(cloud, "host1")
     assert (host["enabled"], host["disabled_reason"]) == (False,
                                                           "maintenance")
-    # Not watched: its instances are not synced either.
-    assert states(cloud, uuid) == (power_states.RUNNING, instances.ACTIVE)
 
 
 def test_a_lost_connection_disables_the_host_until_it_answers(
@@ -201,3 +203,16 @@ def test_power_sync_rules():
                             (instances.STOPPED, power_states.RUNNING),
                             (instances.SUSPENDED, power_states.SHUTDOWN)):
         assert settle(vm_state, power) is None
+
+
+def test_vmflow_engine_starts_with_a_host_down(conf, cloud, tmp_path):
+    cloud.add_host("down", uri=DOWN_URI)
+    config_file = helpers.runner_config(
+        tmp_path / "runner.conf", conf.state_path,
+        cloud.engine.url.render_as_string(hide_password=False), "check")
+    log_path = tmp_path / "runner.log"
+    process = helpers.start_runner(config_file, "--check",
+                                   log_path=log_path)
+    assert process.wait(timeout=60) == 0, log_path.read_text()
+    assert "host down: hypervisor at " + DOWN_URI in log_path.read_text()
+    assert "vmflow-engine: error" not in log_path.read_text()
