@@ -202,9 +202,9 @@ class HostWatch:
             self._watched[name] = driver
         self._outage(f"host {name}").succeeded()
         with api.writer_scope(self._db) as session:
-            if host_inventory.auto_enable_host(session, name):
-                LOG.warning("Host %s: hypervisor answers again; enabled",
-                            name)
+            enabled = host_inventory.auto_enable_host(session, name)
+        if enabled:
+            LOG.warning("Host %s: hypervisor answers again; enabled", name)
         self._sync_host(name, driver)
 
     def _host_down(self, name, error):
@@ -213,19 +213,17 @@ class HostWatch:
 
     def _connection_lost(self, name, reason):
         self._forget(name)
-        self._outage(f"host {name}").failed(
-            exception.HypervisorUnavailable(uri=name, reason=reason))
+        self._outage(f"host {name}").failed(ConnectionError(reason))
         self._disable(name, reason)
 
     def _disable(self, name, reason):
         with api.writer_scope(self._db) as session:
-            if host_inventory.auto_disable_host(
-                    session, name,
-                    host_inventory.LOST_CONNECTION_REASON + reason):
-                LOG.warning("Host %s disabled: its hypervisor connection "
-                            "is lost (%s); trying again every %.0f s",
-                            name, reason,
-                            self._conf.engine.host_retry_seconds)
+            disabled = host_inventory.auto_disable_host(
+                session, name, host_inventory.LOST_CONNECTION_REASON + reason)
+        if disabled:
+            LOG.warning("Host %s disabled: its hypervisor connection is "
+                        "lost (%s); trying again every %g s", name, reason,
+                        self._conf.engine.host_retry_seconds)
 
     def _forget(self, name):
         with self._lock:

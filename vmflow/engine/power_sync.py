@@ -82,32 +82,51 @@ class LockCheck:
 
 def sync_instance(db, lock_check, instance_uuid, host_name, power_state):
     """Record ``power_state``, which host ``host_name`` reports for the
-    instance's domain, and settle its vm_state; returns an outcome."""
+    instance's domain, and settle its vm_state; returns an outcome.
+
+    A first look reads only; the write lock is taken (and everything
+    judged again under it, the instance lock too) only when there is
+    something to write, so a sync of a host where nothing changed costs
+    no writing transaction.
+    """
+    with api.session_scope(db) as session:
+        verdict = _judge(session, instance_uuid, host_name, power_state)
+    if isinstance(verdict, str):
+        return verdict
     with api.writer_scope(db) as session:
-        row = session.scalar(sqlalchemy.select(models.Instance).where(
-            models.Instance.uuid == instance_uuid))
-        if (row is None or row.host != host_name
-                or row.vm_state == instances.DELETED):
-            return IGNORED  # not vmflow's, or it lives elsewhere now
-        if (row.task_state is not None
-                or lock_check.is_locked(session, instance_uuid)):
+        verdict = _judge(session, instance_uuid, host_name, power_state)
+        if isinstance(verdict, str):
+            return verdict
+        row, values = verdict
+        if lock_check.is_locked(session, instance_uuid):
             return BUSY
-        values = {}
-        if row.power_state != power_state:
-            values["power_state"] = power_state
-        vm_state = (None if row.vm_state in UNSETTLED
-                    else settled_vm_state(row.vm_state, power_state))
-        if vm_state is not None:
-            values["vm_state"] = vm_state
-        if not values:
-            return UNCHANGED
         try:
             instances.update_instance(session, instance_uuid, (None,),
                                       **values)
         except exception.UnexpectedTaskState:
             return BUSY  # an operation started meanwhile: it wins
-        _log_change(row, instance_uuid, power_state, vm_state)
+        _log_change(row, instance_uuid, power_state, values.get("vm_state"))
         return WRITTEN
+
+
+def _judge(session, instance_uuid, host_name, power_state):
+    """An outcome (nothing to write), or the row and the values to write
+    (the instance lock not checked yet)."""
+    row = session.scalar(sqlalchemy.select(models.Instance).where(
+        models.Instance.uuid == instance_uuid))
+    if (row is None or row.host != host_name
+            or row.vm_state == instances.DELETED):
+        return IGNORED  # not vmflow's, or it lives elsewhere now
+    if row.task_state is not None:
+        return BUSY
+    values = {}
+    if row.power_state != power_state:
+        values["power_state"] = power_state
+    vm_state = (None if row.vm_state in UNSETTLED
+                else settled_vm_state(row.vm_state, power_state))
+    if vm_state is not None:
+        values["vm_state"] = vm_state
+    return (row, values) if values else UNCHANGED
 
 
 def _log_change(row, instance_uuid, power_state, vm_state):

@@ -4,6 +4,7 @@ and worker, the rules of :mod:`vmflow.engine.power_sync` on real rows."""
 import uuid as uuidlib
 
 import pytest
+import sqlalchemy
 
 from tests.cloud import cloud, image_file  # noqa: F401 (fixtures)
 from tests.conftest import wait_until
@@ -15,6 +16,22 @@ from vmflow.persistence import api, models
 
 DOWN_URI = "qemu+unix:///system?socket=/nonexistent/vmflow-test-sock"
 WAIT = 10
+
+
+@pytest.fixture(autouse=True)
+def no_domains_left(cloud):
+    """test:///default is shared by the whole process: remove the
+    domains of this test's instances."""
+    yield
+    for uuid in instance_uuids(cloud):
+        driver = drivers.get_driver(host_row(cloud, "host1"))
+        driver.destroy(uuid)
+        driver.undefine(uuid)
+
+
+def instance_uuids(cloud):
+    with cloud.session() as session:
+        return list(session.scalars(sqlalchemy.select(models.Instance.uuid)))
 
 
 @pytest.fixture
@@ -40,8 +57,9 @@ def running_instance(cloud, host="host1", name=None):
     """An ACTIVE instance whose domain runs on ``host``; its driver and
     uuid."""
     name = name or "vm-" + uuidlib.uuid4().hex[:6]
-    instance = cloud.create_instance(name)
     with api.writer_scope(cloud.engine) as session:
+        instance = instances.create_instance_record(session, name, "demo",
+                                                    "tiny", "tiny")
         instance = instances.update_instance(
             session, instance["uuid"], instances.ANY, host=host,
             vm_state=instances.ACTIVE, task_state=None,

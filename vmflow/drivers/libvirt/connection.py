@@ -108,6 +108,7 @@ class LibvirtConnection:
         self._lock = threading.Lock()
         self._listeners = {}
         self._listening_on = None  # the virConnect with our callbacks
+        self._event_callback_id = None
 
     def __repr__(self):
         return f"LibvirtConnection({self.uri!r})"
@@ -152,7 +153,7 @@ class LibvirtConnection:
         """Hold ``self._lock``."""
         try:
             conn.registerCloseCallback(self._closed, None)
-            conn.domainEventRegisterAny(
+            self._event_callback_id = conn.domainEventRegisterAny(
                 None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
                 self._domain_event, None)
         except libvirt.libvirtError as exc:
@@ -197,10 +198,20 @@ class LibvirtConnection:
         except libvirt.libvirtError:
             return False
 
-    @staticmethod
-    def _close_quietly(conn):
+    def _close_quietly(self, conn):
         # Closing a connection that is already broken only fails; nothing
         # leaks on our side, so a failure here is not worth reporting.
+        if self._listening_on is conn:
+            # The callbacks hold a reference: without this the connection
+            # (and test:///default's state) would outlive close().
+            self._listening_on = None
+            for step in (conn.unregisterCloseCallback,
+                         lambda: conn.domainEventDeregisterAny(
+                             self._event_callback_id)):
+                try:
+                    step()
+                except libvirt.libvirtError as exc:
+                    LOG.debug("unregistering callbacks: %s", error_text(exc))
         try:
             conn.close()
         except libvirt.libvirtError as exc:
