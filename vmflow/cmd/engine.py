@@ -1,9 +1,11 @@
 """``vmflow-engine``: the runner service.
 
 It first checks what a runner needs -- the configuration loads and every
-value in it is valid, the database schema is current, every enabled
-host's hypervisor answers, the job board is reachable -- and exits 1 with
-one ``vmflow-engine: error:`` line per problem if any. Then it
+value in it is valid, the database schema is current, the job board is
+reachable -- and exits 1 with one ``vmflow-engine: error:`` line per
+problem if any. An enabled host whose hypervisor does not answer is no
+such problem: it is a warning, and the runner disables that host
+(``AUTO: ...``) until it answers (:mod:`vmflow.engine.host_watch`). Then it
 claims jobs from the job board and runs them (:class:`vmflow.engine.runner.
 Runner`) until SIGTERM or SIGINT: it stops claiming, lets the running steps
 finish (their engines suspend), abandons those jobs for another runner and
@@ -63,7 +65,8 @@ def preflight(conf=vmflow_conf.CONF):
             LOG.info("host %s: hypervisor %s answers", host["name"],
                      host["uri"])
         except exception.VmflowError as error:
-            problems.append(f"host {host['name']}: {error}")
+            LOG.warning("host %s: %s; it is disabled until its hypervisor "
+                        "answers", host["name"], error)
     problem = _check_jobboard(conf)
     if problem:
         problems.append(problem)

@@ -24,6 +24,22 @@ class ComputeDriver(abc.ABC):
     def health_check(self):
         """Dict describing the hypervisor; raises HypervisorUnavailable."""
 
+    @abc.abstractmethod
+    def watch_events(self, key, on_power_event, on_connection_lost):
+        """Subscribe to this host's events under ``key`` (adding a key
+        again replaces its callbacks): ``on_power_event(instance_uuid,
+        power_state)`` when a domain's power changes (one of
+        :mod:`vmflow.power_states`; read the state again before acting:
+        events may be late), ``on_connection_lost(reason)`` when the
+        connection to the hypervisor is lost. Both run on the driver's
+        event thread: they must only queue what they hear. Connects now
+        and raises HypervisorUnavailable when the hypervisor does not
+        answer; after a loss, call it again to subscribe anew."""
+
+    @abc.abstractmethod
+    def unwatch_events(self, key):
+        """End ``key``'s subscription (nothing when there is none)."""
+
     # -- disks --------------------------------------------------------------
 
     @abc.abstractmethod
@@ -122,6 +138,12 @@ class ComputeDriver(abc.ABC):
     @abc.abstractmethod
     def get_domain_id(self, instance_uuid):
         """Hypervisor id of the running domain, -1 when it is off."""
+
+    def list_power_states(self):
+        """``{instance uuid: power state}`` of vmflow's domains here."""
+        return {domain["instance_uuid"]: domain["state"]
+                for domain in self.list_domains()
+                if domain["instance_uuid"] is not None}
 
     @abc.abstractmethod
     def list_domains(self):

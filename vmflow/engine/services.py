@@ -10,7 +10,7 @@ A service must keep serving the other hosts while one host is down.
 """
 import logging
 
-from vmflow.engine import reconcile
+from vmflow.engine import host_watch, reconcile
 
 LOG = logging.getLogger(__name__)
 
@@ -19,6 +19,8 @@ SERVICE_FACTORIES = (
     # First: stuck instances are reconciled before any other service acts
     # on what the database says of them.
     reconcile.ReconcileService,
+    # Hosts follow their hypervisor; power states follow the guests.
+    host_watch.host_watch,
 )
 
 

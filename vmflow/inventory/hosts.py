@@ -126,3 +126,35 @@ def set_host_enabled(session, name, enabled, reason=None):
     host.disabled_reason = None if enabled else reason
     session.flush()
     return as_dict(host, COLUMNS)
+
+
+# A host vmflow disabled itself has a reason starting with Nova's prefix
+# for automatic disables; only those does it enable again.
+AUTO_DISABLED_PREFIX = "AUTO: "
+LOST_CONNECTION_REASON = "hypervisor connection lost: "
+
+
+def auto_disable_host(session, name, reason):
+    """Disable an enabled host with ``AUTO: <reason>``; True if it did (a
+    host already disabled, by anyone, keeps its reason)."""
+    text = " ".join((AUTO_DISABLED_PREFIX + reason).split())
+    limit = models.Host.disabled_reason.type.length
+    if len(text) > limit:
+        text = text[:limit - 3] + "..."
+    result = session.execute(
+        sqlalchemy.update(models.Host)
+        .where(models.Host.name == name, models.Host.enabled.is_(True))
+        .values(enabled=False, disabled_reason=text))
+    return result.rowcount == 1
+
+
+def auto_enable_host(session, name):
+    """Enable a host vmflow disabled (reason ``AUTO: ...``); True if it
+    did. A host an operator disabled stays disabled."""
+    result = session.execute(
+        sqlalchemy.update(models.Host)
+        .where(models.Host.name == name, models.Host.enabled.is_(False),
+               models.Host.disabled_reason.startswith(
+                   AUTO_DISABLED_PREFIX, autoescape=True))
+        .values(enabled=True, disabled_reason=None))
+    return result.rowcount == 1

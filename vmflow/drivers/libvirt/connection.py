@@ -9,6 +9,13 @@ extra attempts, before raising
 libvirt's default event loop runs in one daemon thread per process, so the
 client notices a closed socket (and keepalive timeouts) on its own and
 ``isAlive()`` turns False without waiting for the next call to fail.
+
+Listeners (:meth:`LibvirtConnection.add_listener`) hear of the domain
+lifecycle events and of the loss of the connection. libvirt allows one
+close callback per connection, so each ``virConnect`` gets one close and
+one lifecycle callback that fan out to every listener, registered again
+on every connection ``get()`` opens. The callbacks run on the event loop
+thread: listeners must only queue what they hear.
 """
 import logging
 import threading
@@ -74,6 +81,16 @@ def error_text(exc):
     return " ".join(text.split())
 
 
+# Why libvirt closed a connection, in words; closing it ourselves
+# (VIR_CONNECT_CLOSE_REASON_CLIENT) is no loss.
+_CLOSE_REASONS = {
+    libvirt.VIR_CONNECT_CLOSE_REASON_ERROR: "connection error",
+    libvirt.VIR_CONNECT_CLOSE_REASON_EOF: "the hypervisor closed the "
+                                          "connection",
+    libvirt.VIR_CONNECT_CLOSE_REASON_KEEPALIVE: "keepalive timed out",
+}
+
+
 def _version_text(number):
     major, rest = divmod(number, 1000000)
     minor, micro = divmod(rest, 1000)
@@ -89,6 +106,9 @@ class LibvirtConnection:
                         if retries is None else retries)
         self._conn = None
         self._lock = threading.Lock()
+        self._listeners = {}
+        self._listening_on = None  # the virConnect with our callbacks
+        self._event_callback_id = None
 
     def __repr__(self):
         return f"LibvirtConnection({self.uri!r})"
@@ -104,7 +124,58 @@ class LibvirtConnection:
                 self._close_quietly(self._conn)
                 self._conn = None
             self._conn = self._open_with_retries()
+            if self._listeners:
+                self._register_callbacks(self._conn)
             return self._conn
+
+    # -- listeners --------------------------------------------------------
+
+    def add_listener(self, key, on_domain_event, on_closed):
+        """Call ``on_domain_event(domain_uuid, event, detail)`` (libvirt's
+        lifecycle event numbers) and ``on_closed(reason)`` (a sentence)
+        from now on, on this connection and on every one reopened later.
+        Opens the connection now (HypervisorUnavailable when it does not
+        answer). Adding ``key`` again replaces its callbacks."""
+        self._listeners[key] = (on_domain_event, on_closed)
+        conn = self.get()
+        with self._lock:
+            # get() registered them if it opened a connection; another
+            # thread may have reopened it since.
+            if self._conn is conn and self._listening_on is not conn:
+                self._register_callbacks(conn)
+
+    def remove_listener(self, key):
+        """Stop calling ``key``'s callbacks (the connection's stay: they
+        fan out to nobody)."""
+        self._listeners.pop(key, None)
+
+    def _register_callbacks(self, conn):
+        """Hold ``self._lock``."""
+        try:
+            conn.registerCloseCallback(self._closed, None)
+            self._event_callback_id = conn.domainEventRegisterAny(
+                None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                self._domain_event, None)
+        except libvirt.libvirtError as exc:
+            raise exception.HypervisorUnavailable(
+                uri=self.uri, reason=error_text(exc)) from None
+        self._listening_on = conn
+
+    def _domain_event(self, _conn, domain, event, detail, _opaque):
+        try:
+            uuid = domain.UUIDString()
+        except libvirt.libvirtError:
+            return  # the domain is gone: the periodic sync sees it
+        for on_domain_event, _on_closed in list(self._listeners.values()):
+            on_domain_event(uuid, event, detail)
+
+    def _closed(self, _conn, reason, _opaque):
+        words = _CLOSE_REASONS.get(reason)
+        if words is None:
+            return
+        LOG.debug("libvirt connection to %s closed: %s", self.uri, words)
+        for _on_domain_event, on_closed in list(self._listeners.values()):
+            on_closed(words)
 
     def _open_with_retries(self):
         setup_libvirt()
@@ -127,10 +198,20 @@ class LibvirtConnection:
         except libvirt.libvirtError:
             return False
 
-    @staticmethod
-    def _close_quietly(conn):
+    def _close_quietly(self, conn):
         # Closing a connection that is already broken only fails; nothing
         # leaks on our side, so a failure here is not worth reporting.
+        if self._listening_on is conn:
+            # The callbacks hold a reference: without this the connection
+            # (and test:///default's state) would outlive close().
+            self._listening_on = None
+            for step in (conn.unregisterCloseCallback,
+                         lambda: conn.domainEventDeregisterAny(
+                             self._event_callback_id)):
+                try:
+                    step()
+                except libvirt.libvirtError as exc:
+                    LOG.debug("unregistering callbacks: %s", error_text(exc))
         try:
             conn.close()
         except libvirt.libvirtError as exc:

@@ -19,6 +19,7 @@ from vmflow import exception
 from vmflow.drivers import base
 from vmflow.drivers.libvirt import config
 from vmflow.drivers.libvirt import connection as libvirt_connection
+from vmflow.drivers.libvirt import events as libvirt_events
 from vmflow.drivers.libvirt import guest as libvirt_guest
 from vmflow.drivers.libvirt import imagebackend
 from vmflow.drivers.remote import runner as remote_runner
@@ -58,6 +59,13 @@ class LibvirtDriver(base.ComputeDriver):
     def health_check(self):
         return dict(self.connection.health_check(),
                     host=self.host.get("name"))
+
+    def watch_events(self, key, on_power_event, on_connection_lost):
+        libvirt_events.watch(self.connection, key, on_power_event,
+                             on_connection_lost)
+
+    def unwatch_events(self, key):
+        self.connection.remove_listener(key)
 
     # -- disks ------------------------------------------------------------
 
