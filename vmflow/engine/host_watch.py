@@ -20,6 +20,7 @@ database write. A connector thread opens the subscriptions (a host that
 does not answer may take a while to refuse) and reports the outcome on
 the same queue, so one host that is down delays nobody else.
 """
+import functools
 import logging
 import queue
 import threading
@@ -192,8 +193,10 @@ class HostWatch:
             return  # undefined: not a power change (deletes are flows)
         except exception.HypervisorUnavailable:
             return  # its loss is queued too
-        outcome = power_sync.sync_instance(self._db, self._lock_check,
-                                           instance_uuid, name, state)
+        outcome = power_sync.sync_instance(
+            self._db, self._lock_check, instance_uuid, name, state,
+            functools.partial(power_sync.current_power_state, driver,
+                              instance_uuid))
         LOG.debug("Power event %s (now %s) of %s on host %s: %s",
                   event_state, state, instance_uuid, name, outcome)
 
@@ -249,7 +252,7 @@ class HostWatch:
             LOG.debug("Power sync of host %s: %s", name, error)
             return  # a lost connection is reported by its own callback
         outcomes = power_sync.sync_host(self._db, self._lock_check, name,
-                                        reported)
+                                        reported, driver)
         written = sum(1 for value in outcomes.values()
                       if value == power_sync.WRITTEN)
         LOG.debug("Power sync of host %s: %d instance(s), %d written",

@@ -15,6 +15,7 @@ and the write share one writing transaction, and the write is a
 compare-and-swap on task_state None, so an operation that starts
 meanwhile wins.
 """
+import functools
 import logging
 
 import sqlalchemy
@@ -80,14 +81,20 @@ class LockCheck:
                                      instance_uuid))
 
 
-def sync_instance(db, lock_check, instance_uuid, host_name, power_state):
+def sync_instance(db, lock_check, instance_uuid, host_name, power_state,
+                  read_power_state=None):
     """Record ``power_state``, which host ``host_name`` reports for the
     instance's domain, and settle its vm_state; returns an outcome.
 
     A first look reads only; the write lock is taken (and everything
     judged again under it, the instance lock too) only when there is
     something to write, so a sync of a host where nothing changed costs
-    no writing transaction.
+    no writing transaction. ``read_power_state()``, when given, asks the
+    hypervisor again once the write lock is held and no operation holds
+    the instance: ``power_state`` may be older than an operation that
+    ended meanwhile (a reboot's shutdown seen by a periodic sync that
+    writes after the reboot finished), and no operation can start while
+    the write lock is held.
     """
     with api.session_scope(db) as session:
         verdict = _judge(session, instance_uuid, host_name, power_state)
@@ -97,9 +104,16 @@ def sync_instance(db, lock_check, instance_uuid, host_name, power_state):
         verdict = _judge(session, instance_uuid, host_name, power_state)
         if isinstance(verdict, str):
             return verdict
-        row, values = verdict
         if lock_check.is_locked(session, instance_uuid):
             return BUSY
+        if read_power_state is not None:
+            power_state = read_power_state()
+            if power_state is None:
+                return IGNORED  # the hypervisor stopped answering
+            verdict = _judge(session, instance_uuid, host_name, power_state)
+            if isinstance(verdict, str):
+                return verdict
+        row, values = verdict
         try:
             instances.update_instance(session, instance_uuid, (None,),
                                       **values)
@@ -154,11 +168,26 @@ def instances_on_host(db, host_name):
                 models.Instance.vm_state != instances.DELETED)))
 
 
-def sync_host(db, lock_check, host_name, reported):
+def sync_host(db, lock_check, host_name, reported, driver=None):
     """Sync every instance of the host with ``reported``, the driver's
     :meth:`~vmflow.drivers.base.ComputeDriver.list_power_states`; an
-    instance without a domain there is NOSTATE. Returns ``{uuid:
-    outcome}``."""
-    return {uuid: sync_instance(db, lock_check, uuid, host_name,
-                                reported.get(uuid, power_states.NOSTATE))
+    instance without a domain there is NOSTATE. With ``driver``, each
+    write is confirmed by asking it again (:func:`current_power_state`).
+    Returns ``{uuid: outcome}``."""
+    return {uuid: sync_instance(
+                db, lock_check, uuid, host_name,
+                reported.get(uuid, power_states.NOSTATE),
+                None if driver is None
+                else functools.partial(current_power_state, driver, uuid))
             for uuid in instances_on_host(db, host_name)}
+
+
+def current_power_state(driver, instance_uuid):
+    """The power state the hypervisor reports now: NOSTATE without a
+    domain, None when the hypervisor does not answer."""
+    try:
+        return driver.get_power_state(instance_uuid)
+    except exception.DomainNotFound:
+        return power_states.NOSTATE
+    except exception.HypervisorUnavailable:
+        return None

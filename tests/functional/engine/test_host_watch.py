@@ -234,3 +234,21 @@ def test_vmflow_engine_starts_with_a_host_down(conf, cloud, tmp_path):
     assert process.wait(timeout=60) == 0, log_path.read_text()
     assert "host down: hypervisor at " + DOWN_URI in log_path.read_text()
     assert "vmflow-engine: error" not in log_path.read_text()
+
+
+def test_a_stale_report_is_checked_with_the_hypervisor_before_writing(cloud):
+    """A sync that read "shutdown" during an operation (a reboot's
+    shutdown) and writes after it ended asks the hypervisor again under
+    the write lock: the guest runs again, nothing changes."""
+    driver, uuid = running_instance(cloud)
+    lock_check = power_sync.LockCheck(board=None)  # no lock rows at all
+    outcome = power_sync.sync_instance(
+        cloud.engine, lock_check, uuid, "host1", power_states.SHUTDOWN,
+        lambda: power_sync.current_power_state(driver, uuid))
+    assert outcome == power_sync.UNCHANGED
+    assert states(cloud, uuid) == (power_states.RUNNING, instances.ACTIVE)
+    # Without the second look the stale report would have stopped it.
+    outcome = power_sync.sync_instance(
+        cloud.engine, lock_check, uuid, "host1", power_states.SHUTDOWN)
+    assert outcome == power_sync.WRITTEN
+    assert states(cloud, uuid) == (power_states.SHUTDOWN, instances.STOPPED)
