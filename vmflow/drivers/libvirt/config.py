@@ -85,16 +85,20 @@ class InterfaceConfig:
 
 @dataclasses.dataclass
 class SerialLogConfig:
-    """Serial port 0 written to a file, also the domain's console."""
+    """Serial port 0 written to a file, also the domain's console.
+
+    Appended to (``append='on'``): without it every start of the domain
+    (a reboot, a start after a stop) truncates the file, and what the
+    guest printed before is lost to ``server console-log``."""
 
     path: str
 
     def to_elements(self):
         serial = etree.Element("serial", type="file")
-        _sub(serial, "source", path=self.path)
+        _sub(serial, "source", path=self.path, append="on")
         _sub(serial, "target", port=0)
         console = etree.Element("console", type="file")
-        _sub(console, "source", path=self.path)
+        _sub(console, "source", path=self.path, append="on")
         _sub(console, "target", type="serial", port=0)
         return [serial, console]
 

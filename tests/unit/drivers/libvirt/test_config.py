@@ -45,6 +45,10 @@ def test_kernel_boot_xml_is_valid():
     assert root.find("devices/interface").get("type") == "user"
     assert (root.find("devices/serial/source").get("path")
             == "/var/lib/vmflow/i/console.log")
+    # A restart of the domain must not wipe what the guest printed.
+    assert [source.get("append") for source in root.findall(
+        "devices/*/source[@path='/var/lib/vmflow/i/console.log']")] == [
+            "on", "on"]
     assert config.instance_uuid_from_xml(xml) == guest.instance_uuid
     assert config.domain_uuid_from_xml(xml) == guest.uuid
     assert (config.serial_log_path_from_xml(xml)
