@@ -23,6 +23,7 @@ without ``append``), so ``server console-log`` shows the current boot
 only; a second boot is proved by a watcher that reads the console file
 every 20 ms and sees it start over and print the marker again.
 """
+import datetime
 import json
 import os
 import shutil
@@ -251,12 +252,16 @@ def persisted_atoms(conf, request_id):
 
 def last_action(cli, name, action):
     """The events of the server's latest action ``action`` and its request
-    id."""
+    id; prints the time from its first step's start to its last's end."""
     events = show(cli, "server", "event-list", name)
     request_id = [event["request_id"] for event in events
                   if event["action"] == action][-1]
-    return request_id, [event for event in events
-                        if event["request_id"] == request_id]
+    events = [event for event in events if event["request_id"] == request_id]
+    steps = (datetime.datetime.fromisoformat(events[-1]["finish_time"])
+             - datetime.datetime.fromisoformat(events[0]["start_time"]))
+    print(f"  {action} {name}: {len(events)} events, steps took "
+          f"{steps.total_seconds():.1f}s")
+    return request_id, events
 
 
 def assert_one_event_per_step(atoms, events, reverted=()):
