@@ -217,15 +217,23 @@ def boot(cli, name, image, uri, tiny_guest, variant):
     cli.uuids.append(server["uuid"])
     assert (server["vm_state"], server["power_state"]) == ("active",
                                                            "running")
-    wait_marker(cli, name, tiny_guest.marker_line(variant))
+    wait_marker(cli, name, server["uuid"], tiny_guest.marker_line(variant))
     print(f"\n{name}: created and booted in "
           f"{time.monotonic() - started:.1f}s")
     return server["uuid"], Domain(uri, server["uuid"])
 
 
-def wait_marker(cli, name, line, count=1):
-    wait_until(lambda: console_markers(cli, name, line) >= count,
-               BOOT_TIMEOUT, f"{line!r} on {name}'s console")
+def wait_marker(cli, name, uuid, line):
+    """Wait for the marker in the console file (read here: cheaper than a
+    CLI call a poll), then see it in ``server console-log``."""
+    path = os.path.join(cli.host_path, uuid, "console.log")
+
+    def printed():
+        with open(path, "rb") as console:
+            return line.encode() in console.read()
+
+    wait_until(printed, BOOT_TIMEOUT, f"{line!r} on {name}'s console")
+    assert console_markers(cli, name, line) == 1
 
 
 def timed(cli, *args):
@@ -333,7 +341,6 @@ def test_acpi_guest_soft_reboots_and_power_operations(
     with ConsoleWatch(console, line) as watch:
         result, seconds = timed(cli, "server", "reboot", "vm-acpi", "--wait",
                                 "-f", "json")
-        wait_marker(cli, "vm-acpi", line)
         wait_until(lambda: watch.markers()[-1] == 1, BOOT_TIMEOUT,
                    "the marker of the second boot")
     print(f"soft reboot (ACPI) took {seconds:.1f}s")
@@ -377,7 +384,7 @@ def test_acpi_guest_soft_reboots_and_power_operations(
             assert not domain.has_managed_save()
         if operation == "start":
             # A new boot (QEMU started over the console file).
-            wait_marker(cli, "vm-acpi", line)
+            wait_marker(cli, "vm-acpi", uuid, line)
         if operation == "resume":
             # Went on from the saved memory: no new boot (the console file
             # was started over by the new QEMU process, with no marker).
