@@ -197,11 +197,11 @@ class Cloud:
 
 @contextlib.contextmanager
 def make_cloud(conf, tmp_path, template_db, disks_root, sweeper,
-               jobboard=None, url=None, runner_url=None):
+               jobboard=None, url=None, runner_url=None, libvirt=None):
     """A :class:`Cloud` on a copy of ``template_db``, or on the seeded
     database ``url``; ``runner_url``: the database URL the runners use
-    (default: the same); ``jobboard``: more ``[jobboard]`` options (for
-    CONF and the runners' config file)."""
+    (default: the same); ``jobboard``, ``libvirt``: more ``[jobboard]``
+    and ``[libvirt]`` options (for CONF and the runners' config file)."""
     if url is None:
         db_file = tmp_path / "vmflow.sqlite"
         shutil.copyfile(template_db, db_file)
@@ -209,8 +209,8 @@ def make_cloud(conf, tmp_path, template_db, disks_root, sweeper,
     instances_path = os.path.join(disks_root, uuidlib.uuid4().hex)
     os.makedirs(instances_path)
     os.chmod(instances_path, 0o755)
-    libvirt = {"virt_type": "qemu", "wait_running_seconds": 30,
-               "poll_interval_seconds": 0.1}
+    libvirt = dict({"virt_type": "qemu", "wait_running_seconds": 30,
+                    "poll_interval_seconds": 0.1}, **(libvirt or {}))
     board = dict(jobboard or {}, claim_expiry_seconds=CLAIM_EXPIRY)
     conf.set_override("connection", url, group="database")
     for group, options in (("jobboard", board), ("libvirt", libvirt)):
