@@ -96,13 +96,18 @@ def test_shut_off_guests_that_should_run_are_started_at_runner_start(
     with make_cloud(conf, tmp_path, template_db, disks_root,
                     sweeper) as cloud:
         driver = base.get_driver(HOST)
-        uuid = built_server(cloud, "vm1")
-        driver.destroy(uuid)  # the host restarted
-        assert state(cloud, uuid) == ("active", "running", None)
+        left_off = built_server(cloud, "vm1")
+        driver.destroy(left_off)  # the host restarted
+        assert state(cloud, left_off) == ("active", "running", None)
 
-        run_runner_once(cloud)  # the option is off by default
-        assert driver.get_power_state(uuid) == "shutdown"
+        # The option is off by default: the guest stays off, and the
+        # runner's power sync then records it stopped (as Nova's does).
+        run_runner_once(cloud)
+        assert driver.get_power_state(left_off) == "shutdown"
+        assert state(cloud, left_off) == ("stopped", "shutdown", None)
 
+        restarted = built_server(cloud, "vm2")
+        driver.destroy(restarted)  # the host restarted again
         with open(cloud.config_file) as config:
             text = config.read()
         with open(cloud.config_file, "w") as config:
@@ -111,6 +116,10 @@ def test_shut_off_guests_that_should_run_are_started_at_runner_start(
                 "[DEFAULT]\nresume_guests_state_on_host_boot = true\n", 1))
         run_runner_once(cloud)
 
-        assert driver.get_power_state(uuid) == "running"
-        assert state(cloud, uuid) == ("active", "running", None)
-        assert f"started instance {uuid} (vm1) again" in cloud.log()
+        # Started before the power sync could record it off; a server
+        # stopped by then is not one that should run.
+        assert driver.get_power_state(restarted) == "running"
+        assert state(cloud, restarted) == ("active", "running", None)
+        assert f"started instance {restarted} (vm2) again" in cloud.log()
+        assert driver.get_power_state(left_off) == "shutdown"
+        assert state(cloud, left_off) == ("stopped", "shutdown", None)
