@@ -19,8 +19,9 @@ from vmflow.persistence import api, models
 ENGINE_BIN = os.path.join(os.path.dirname(sys.executable), "vmflow-engine")
 
 
-@pytest.fixture
-def cloud_cli(cli, tmp_path, image_file):  # noqa: F811
+def seed_cloud(cli, tmp_path, image_file, instances=1):
+    """Through ``cli``: the schema, host h1 on test:///default, flavor
+    tiny, image img and a quota of ``instances`` servers."""
     cli("db", "sync")
     (tmp_path / "instances").mkdir()
     cli("host", "add", "h1", "--uri", "test:///default", "--vcpus", "4",
@@ -29,8 +30,13 @@ def cloud_cli(cli, tmp_path, image_file):  # noqa: F811
     cli("flavor", "create", "tiny", "--vcpus", "1", "--ram", "64", "--disk",
         "1")
     cli("image", "add", "img", "--file", image_file)
-    cli("quota", "set", "demo", "--instances", "1", "--cores", "4",
-        "--ram", "1024")
+    cli("quota", "set", "demo", "--instances", str(instances), "--cores",
+        "4", "--ram", "1024")
+
+
+@pytest.fixture
+def cloud_cli(cli, tmp_path, image_file):  # noqa: F811
+    seed_cloud(cli, tmp_path, image_file)
     return cli
 
 

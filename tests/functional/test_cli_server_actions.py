@@ -33,6 +33,7 @@ import sqlalchemy
 
 from tests.cloud import image_file  # noqa: F401 (fixture)
 from tests.conftest import write_config
+from tests.functional.test_cli_operations import seed_cloud
 from vmflow import compute, server_actions
 from vmflow import conf as vmflow_conf
 from vmflow.cmd import cli as vmflow_cli
@@ -159,16 +160,7 @@ def cloud_cli(tmp_path, image_file):  # noqa: F811
                     "shutdown_timeout_seconds": 1}})
     cli = InProcessCli(config_file)
     cli.tmp_path = tmp_path
-    cli("db", "sync")
-    (tmp_path / "instances").mkdir()
-    cli("host", "add", "h1", "--uri", "test:///default", "--vcpus", "4",
-        "--memory-mb", "4096", "--disk-gb", "20", "--instances-path",
-        str(tmp_path / "instances"))
-    cli("flavor", "create", "tiny", "--vcpus", "1", "--ram", "64", "--disk",
-        "1")
-    cli("image", "add", "img", "--file", image_file)
-    cli("quota", "set", "demo", "--instances", "2", "--cores", "4",
-        "--ram", "1024")
+    seed_cloud(cli, tmp_path, image_file, instances=2)
     yield cli
     api.dispose_engines()
     vmflow_conf.CONF.reset()

@@ -16,7 +16,8 @@ from tests.cloud import cloud, image_file  # noqa: F401 (fixtures)
 from tests.functional.test_build_delete_flows import (
     assert_audit_ok, built, fault, leftovers)
 from vmflow import server_actions
-from vmflow.flows import constants, iter_tasks, power, reboot
+from vmflow.flows import constants, find_subflow, iter_tasks, power
+from vmflow.flows import reboot
 from vmflow.tasks import base, hooks
 
 HOST = "host1"
@@ -33,14 +34,7 @@ POWER_CASES = [pytest.param(action, task, id=f"{action}-{task}")
 
 def subflow_tasks(flow, name):
     """Names of the tasks of the subflow ``name`` of ``flow``."""
-    for node, _meta in flow.iter_nodes():
-        if node.name == name:
-            return [task.name for task in iter_tasks(node)]
-        if hasattr(node, "iter_nodes"):
-            found = subflow_tasks(node, name)
-            if found:
-                return found
-    return []
+    return [task.name for task in iter_tasks(find_subflow(flow, name))]
 
 
 SOFT_TASKS = subflow_tasks(reboot.get_reboot_flow(),

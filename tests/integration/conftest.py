@@ -31,6 +31,7 @@ import pathlib
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 
 import libvirt
@@ -193,6 +194,16 @@ def second_libvirt_uri(tmp_path_factory):
     finally:
         run_testbed_script("stop-second-libvirtd.sh", str(state_dir),
                            timeout=300)
+
+
+@pytest.fixture
+def instances_root():
+    """A 0755 folder under /var/tmp for instances paths: QEMU runs as
+    libvirt-qemu, which cannot enter pytest's 0700 temporary folders."""
+    path = tempfile.mkdtemp(prefix="vmflow-test-instances-", dir="/var/tmp")
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

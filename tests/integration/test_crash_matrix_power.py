@@ -52,7 +52,8 @@ from tests.integration.flowbed import (  # noqa: F401 (fixtures)
     sweeper, template_db)
 from vmflow import compute, power_states
 from vmflow.engine import actions, operations, power_sync
-from vmflow.flows import constants, iter_tasks, pieces, power, reboot
+from vmflow.flows import constants, find_subflow, iter_tasks, pieces
+from vmflow.flows import power, reboot
 from vmflow.inventory import flavors, images
 from vmflow.persistence import api, models
 from vmflow.tasks import base, hooks
@@ -67,14 +68,7 @@ ACPI_FLAVOR_RAM_MB = 128  # the tiny guest's kernel needs it
 
 def subflow_tasks(flow, name):
     """Names of the tasks of the subflow ``name`` of ``flow``."""
-    for node, _meta in flow.iter_nodes():
-        if node.name == name:
-            return [task.name for task in iter_tasks(node)]
-        if hasattr(node, "iter_nodes"):
-            found = subflow_tasks(node, name)
-            if found:
-                return found
-    return []
+    return [task.name for task in iter_tasks(find_subflow(flow, name))]
 
 
 REBOOT_FLOW = reboot.get_reboot_flow()

@@ -24,8 +24,6 @@ of the guest adds one marker line: a reboot is proved by one more.
 import datetime
 import json
 import os
-import shutil
-import tempfile
 import time
 
 import libvirt
@@ -69,15 +67,6 @@ POWER_OPERATIONS = {
     "suspend": ("suspended", libvirt.VIR_DOMAIN_SHUTOFF),
     "resume": ("active", libvirt.VIR_DOMAIN_RUNNING),
 }
-
-
-@pytest.fixture
-def instances_root():
-    # QEMU runs as libvirt-qemu: disks must not be under pytest's 0700 dirs.
-    path = tempfile.mkdtemp(prefix="vmflow-test-power-", dir="/var/tmp")
-    os.chmod(path, 0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@ tiny guest, ``server delete --wait`` leaves nothing; a build whose first
 host fails is rescheduled to a second, independent libvirtd."""
 import json
 import os
-import shutil
-import tempfile
 
 import libvirt
 import pytest
@@ -14,15 +12,6 @@ from tests.integration.conftest import wait_until
 
 BOOT_TIMEOUT = 90
 FLAVOR_RAM_MB = 128
-
-
-@pytest.fixture
-def instances_root():
-    # QEMU runs as libvirt-qemu: disks must not be under pytest's 0700 dirs.
-    path = tempfile.mkdtemp(prefix="vmflow-test-lifecycle-", dir="/var/tmp")
-    os.chmod(path, 0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -32,3 +32,16 @@ def iter_atoms(flow):
             yield from iter_atoms(node)
         else:
             yield node
+
+
+def find_subflow(flow, name):
+    """The nested flow called ``name`` in ``flow`` (at any depth), or
+    None."""
+    for node, _meta in flow.iter_nodes():
+        if isinstance(node, tf_flow.Flow):
+            if node.name == name:
+                return node
+            found = find_subflow(node, name)
+            if found is not None:
+                return found
+    return None

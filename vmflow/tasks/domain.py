@@ -99,30 +99,45 @@ class WaitForDomainRunning(base.VmflowTask):
             seconds=CONF.libvirt.wait_running_seconds)
 
 
-class RetryUntilRunning(retry.Retry):
-    """Drives WaitForDomainRunning: provides ``wait_deadline`` (wall clock,
-    so it survives a runner restart), sleeps one poll interval between
-    polls, and retries only on DomainNotRunningYet. Any other failure
-    reverts its subflow and leaves the decision to RetryOnNextHost.
+class RetryPollUntilDeadline(retry.Retry):
+    """Drives a short poll task: provides ``provides``, a deadline of now +
+    ``[libvirt] <seconds_option>`` (wall clock, so it survives a runner
+    restart), sleeps one poll interval between polls, and retries only on
+    ``not_yet``, the poll's expected "not yet". Any other failure reverts
+    its subflow and leaves the decision to the retry around it.
     """
 
-    def __init__(self, name=None, **kwargs):
+    def __init__(self, seconds_option, not_yet, provides, name=None,
+                 **kwargs):
         super().__init__(name=name or type(self).__name__,
-                         provides=constants.WAIT_DEADLINE, **kwargs)
+                         provides=provides, **kwargs)
+        self.seconds_option = seconds_option
+        self.not_yet = not_yet
 
     def execute(self, history, *args, **kwargs):
         if not len(history):
-            return time.time() + CONF.libvirt.wait_running_seconds
+            return time.time() + getattr(CONF.libvirt, self.seconds_option)
         time.sleep(CONF.libvirt.poll_interval_seconds)
         return history[0][0]
 
     def on_failure(self, history, *args, **kwargs):
-        if only_caused_by(history, exception.DomainNotRunningYet):
+        if only_caused_by(history, self.not_yet):
             return retry.RETRY
         return retry.REVERT
 
     def revert(self, history, *args, **kwargs):
         return None
+
+
+class RetryUntilRunning(RetryPollUntilDeadline):
+    """Drives WaitForDomainRunning: provides ``wait_deadline`` after
+    ``[libvirt] wait_running_seconds`` and retries on DomainNotRunningYet
+    (another failure is RetryOnNextHost's decision in a build)."""
+
+    def __init__(self, name=None, **kwargs):
+        super().__init__("wait_running_seconds",
+                         exception.DomainNotRunningYet,
+                         constants.WAIT_DEADLINE, name=name, **kwargs)
 
 
 class DestroyDomain(base.VmflowTask):

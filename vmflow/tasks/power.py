@@ -8,13 +8,10 @@ deadline is wall-clock time, so it survives a runner restart.
 """
 import time
 
-from taskflow import retry
-
 from vmflow import conf as vmflow_conf
 from vmflow import exception, power_states
 from vmflow.flows import constants
-from vmflow.tasks import base
-from vmflow.tasks.scheduling import only_caused_by
+from vmflow.tasks import base, domain
 
 CONF = vmflow_conf.CONF
 
@@ -56,32 +53,15 @@ class ShutdownGuestAcpi(_RestartsOnRevert):
             self.restart(instance_uuid, host_name)
 
 
-class RetryUntilShutOff(retry.Retry):
+class RetryUntilShutOff(domain.RetryPollUntilDeadline):
     """Drives one wait-for-shutdown poll: provides ``shutdown_deadline``
-    (now + the ``[libvirt]`` option ``seconds_option``), sleeps one poll
-    interval between polls, and retries only on DomainNotShutOffYet. Any
-    other failure reverts its subflow and leaves the decision to the
-    enclosing flow (a soft reboot's fallback).
-    """
+    after the ``[libvirt]`` option ``seconds_option`` and retries on
+    DomainNotShutOffYet (another failure is the enclosing flow's decision:
+    a soft reboot's fallback)."""
 
     def __init__(self, seconds_option, name=None, **kwargs):
-        super().__init__(name=name or type(self).__name__,
-                         provides=constants.SHUTDOWN_DEADLINE, **kwargs)
-        self.seconds_option = seconds_option
-
-    def execute(self, history, *args, **kwargs):
-        if not len(history):
-            return time.time() + getattr(CONF.libvirt, self.seconds_option)
-        time.sleep(CONF.libvirt.poll_interval_seconds)
-        return history[0][0]
-
-    def on_failure(self, history, *args, **kwargs):
-        if only_caused_by(history, exception.DomainNotShutOffYet):
-            return retry.RETRY
-        return retry.REVERT
-
-    def revert(self, history, *args, **kwargs):
-        return None
+        super().__init__(seconds_option, exception.DomainNotShutOffYet,
+                         constants.SHUTDOWN_DEADLINE, name=name, **kwargs)
 
 
 def _is_off(state):
@@ -155,63 +135,56 @@ class PowerOffDomain(_RestartsOnRevert):
             self.restart(instance_uuid, host_name)
 
 
-class PauseDomain(base.VmflowTask):
+class _UndoableDomainStep(base.VmflowTask):
+    """A power step undone by its inverse: ``execute`` calls the driver's
+    ``operation``; ``revert`` calls ``undo`` when the result was ``done``
+    (not an "already ..." outcome: then this step changed nothing)."""
+
+    operation = done = undo = None
+
+    def execute(self, instance_uuid, host_name):
+        driver = base.get_driver(host_name)
+        return getattr(driver, self.operation)(instance_uuid)
+
+    def revert(self, result, instance_uuid, host_name, **kwargs):
+        if base.failed(result) or result != self.done:
+            return
+        getattr(base.get_driver(host_name), self.undo)(instance_uuid)
+
+
+class PauseDomain(_UndoableDomainStep):
     """Pause the running domain (its vCPUs stop, memory stays).
 
     Reversion strategy: unpause it, if this task paused it.
     """
 
-    def execute(self, instance_uuid, host_name):
-        return base.get_driver(host_name).pause(instance_uuid)
-
-    def revert(self, result, instance_uuid, host_name, **kwargs):
-        if base.failed(result) or result != "paused":
-            return
-        base.get_driver(host_name).resume(instance_uuid)
+    operation, done, undo = "pause", "paused", "resume"
 
 
-class UnpauseDomain(base.VmflowTask):
+class UnpauseDomain(_UndoableDomainStep):
     """Let the paused domain run again.
 
     Reversion strategy: pause it again, if this task unpaused it.
     """
 
-    def execute(self, instance_uuid, host_name):
-        return base.get_driver(host_name).resume(instance_uuid)
-
-    def revert(self, result, instance_uuid, host_name, **kwargs):
-        if base.failed(result) or result != "resumed":
-            return
-        base.get_driver(host_name).pause(instance_uuid)
+    operation, done, undo = "resume", "resumed", "pause"
 
 
-class SuspendDomain(base.VmflowTask):
+class SuspendDomain(_UndoableDomainStep):
     """Save the domain's memory to disk and stop it (a managed save).
 
     Reversion strategy: start it again from the saved image, if this task
     saved it.
     """
 
-    def execute(self, instance_uuid, host_name):
-        return base.get_driver(host_name).managed_save(instance_uuid)
-
-    def revert(self, result, instance_uuid, host_name, **kwargs):
-        if base.failed(result) or result != "saved":
-            return
-        base.get_driver(host_name).start(instance_uuid)
+    operation, done, undo = "managed_save", "saved", "start"
 
 
-class ResumeDomain(base.VmflowTask):
+class ResumeDomain(_UndoableDomainStep):
     """Start the domain from its managed save image (a domain whose image
     is gone boots afresh, as a start would).
 
     Reversion strategy: save it to disk again, if this task started it.
     """
 
-    def execute(self, instance_uuid, host_name):
-        return base.get_driver(host_name).start(instance_uuid)
-
-    def revert(self, result, instance_uuid, host_name, **kwargs):
-        if base.failed(result) or result != "started":
-            return
-        base.get_driver(host_name).managed_save(instance_uuid)
+    operation, done, undo = "start", "started", "managed_save"
