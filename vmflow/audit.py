@@ -35,14 +35,13 @@ import dataclasses
 import sqlalchemy
 
 from vmflow import conf as vmflow_conf
-from vmflow import drivers, exception, instances
+from vmflow import drivers, exception, instances, migrations
 from vmflow.engine import jobboard, locks, outcome
 from vmflow.inventory import as_dict, hosts
 from vmflow.persistence import api, models
 from vmflow.resources import claims, quota
 
-FINISHED_MIGRATIONS = ("confirmed", "reverted", "error", "failed", "done",
-                       "completed")
+STASH_SUFFIX = "_resize"
 REQUIRED, OPTIONAL, NOTHING = "required", "optional", "nothing"
 
 
@@ -63,6 +62,7 @@ class Snapshot:
     allocations: list
     hosts: list
     migrations: dict  # consumer uuid (migration or instance) -> host names
+    migration_rows: list = dataclasses.field(default_factory=list)
 
     def may_hold(self, uuid, host_name):
         instance = self.instances.get(uuid)
@@ -102,27 +102,64 @@ def load_snapshot(session):
                                   + claims.RESOURCES), host=host)
                      for row, host in allocations],
         hosts=hosts.list_hosts(session),
-        migrations=_migrations_in_flight(session))
+        migrations=_migrations_in_flight(session),
+        migration_rows=migrations.in_flight(session))
 
 
 def _migrations_in_flight(session):
     places = {}
-    for migration in session.scalars(sqlalchemy.select(models.Migration).where(
-            models.Migration.status.not_in(FINISHED_MIGRATIONS))):
-        names = {migration.source_host, migration.dest_host} - {None}
-        places.setdefault(migration.uuid, set()).update(names)
-        places.setdefault(migration.instance_uuid, set()).update(names)
+    for migration in migrations.in_flight(session):
+        names = {migration["source_host"], migration["dest_host"]} - {None}
+        places.setdefault(migration["uuid"], set()).update(names)
+        places.setdefault(migration["instance_uuid"], set()).update(names)
     return places
+
+
+def check_migrations(snap):
+    """A migration in flight whose instance is idle has finished (the
+    instance is RESIZED, waiting for confirm or revert); any other is
+    stuck. Returns (problems, expected claims ``{(consumer, host):
+    resources}`` and quota holds ``{consumer: resources}`` of the finished
+    ones)."""
+    problems, claims_wanted, holds_wanted = [], {}, {}
+    for migration in snap.migration_rows:
+        instance_uuid = migration["instance_uuid"]
+        if instance_uuid in snap.busy:
+            continue
+        instance = snap.instances.get(instance_uuid) or {}
+        if (migration["status"] not in migrations.AWAITING_CONFIRM
+                or instance.get("vm_state") != instances.RESIZED):
+            problems.append(
+                f"migration {migration['uuid']} of {instance_uuid} is "
+                f"{migration['status']} but no job runs it (instance is "
+                f"{instance.get('vm_state')})")
+            continue
+        claims_wanted[(instance_uuid, migration["dest_host"])] = (
+            migrations.resources(migration, "new"))
+        claims_wanted[(migration["uuid"], migration["source_host"])] = (
+            migrations.resources(migration, "old"))
+        holds_wanted[migration["uuid"]] = dict(quota.resize_delta(
+            migrations.resources(migration, "old"),
+            migrations.resources(migration, "new")), instances=0)
+    return problems, claims_wanted, holds_wanted
 
 
 # -- 1. claims ---------------------------------------------------------------
 
 
 def check_claims(snap):
-    problems, claimed = [], set()
+    problems, wanted_by_migrations, _holds = check_migrations(snap)
+    claimed = set()
     for alloc in snap.allocations:
         consumer, host = alloc["consumer_uuid"], alloc["host"]
         claimed.add((consumer, host))
+        got = {resource: alloc[resource] for resource in claims.RESOURCES}
+        if (consumer, host) in wanted_by_migrations:
+            wanted = wanted_by_migrations[(consumer, host)]
+            if got != wanted:
+                problems.append(f"claim of {consumer} on host {host} is "
+                                f"{got}, its resize holds {wanted}")
+            continue
         if consumer in snap.busy or consumer in snap.migrations:
             continue
         if not snap.may_hold(consumer, host):
@@ -139,6 +176,9 @@ def check_claims(snap):
         host = snap.instances[uuid]["host"]
         if (uuid, host) not in claimed:
             problems.append(f"instance {uuid} on host {host} has no claim")
+    for consumer, host in set(wanted_by_migrations) - claimed:
+        problems.append(f"resize consumer {consumer} has no claim on host "
+                        f"{host}")
     return problems
 
 
@@ -147,10 +187,18 @@ def check_claims(snap):
 
 def check_quota(snap):
     problems, held = [], set()
+    _problems, _claims, wanted_by_migrations = check_migrations(snap)
     for hold in snap.holds:
         consumer = hold["consumer_uuid"]
         held.add(consumer)
         instance = snap.instances.get(consumer)
+        if consumer in wanted_by_migrations:
+            wanted = wanted_by_migrations[consumer]
+            got = {key: hold[key] for key in wanted}
+            if got != wanted:
+                problems.append(f"quota hold of resize {consumer} is {got}, "
+                                f"its flavor growth is {wanted}")
+            continue
         if consumer in snap.busy or consumer in snap.migrations:
             continue
         if instance is None or holding(instance) == NOTHING:
@@ -190,7 +238,10 @@ def domain_owners(driver):
 
 
 def disk_owners(driver):
-    return [(name, name) for name in driver.list_instance_dirs()]
+    """``[(directory, instance uuid)]``: ``<uuid>`` and the ``<uuid>_resize``
+    a resize on one host keeps until it is confirmed or reverted."""
+    return [(name, name.removesuffix(STASH_SUFFIX))
+            for name in driver.list_instance_dirs()]
 
 
 def check_on_hosts(snap, what, list_owners):

@@ -1,6 +1,7 @@
 """Requesting operations on servers: what ``vmflow server create``,
 ``delete``, ``reboot``, ``stop``, ``start``, ``pause``, ``unpause``,
-``suspend`` and ``resume`` call.
+``suspend``, ``resume``, ``resize``, ``migrate``, ``resize confirm`` and
+``resize revert`` call.
 
 Each request validates its input, writes what must exist before the flow
 runs (the instance record of a build) and posts the operation as a job
@@ -10,9 +11,10 @@ for it (:func:`vmflow.engine.operations.wait_for_operation`).
 import dataclasses
 
 from vmflow import conf as vmflow_conf
-from vmflow import exception, instances, server_actions, validation
+from vmflow import (exception, instances, migrations, server_actions,
+                    validation)
 from vmflow.engine import jobboard, posting
-from vmflow.flows import build, constants, delete, power, reboot
+from vmflow.flows import build, constants, delete, power, reboot, resize
 from vmflow.inventory import get_by_name, servers
 from vmflow.persistence import api, models
 from vmflow.resources import quota
@@ -106,28 +108,102 @@ def power_server(action_name, name_or_uuid, project=None,
                                power.FACTORIES[action_name], {}, conf)
 
 
+def resize_server(name_or_uuid, flavor, host=None, project=None,
+                  conf=vmflow_conf.CONF):
+    """Post the resize of an active or stopped server to ``flavor`` (on
+    ``host`` if given). Refused at once, nothing written, when the flavor
+    is the server's own or its disk is smaller than the server's."""
+    def door(session, instance):
+        new = get_by_name(session, models.Flavor, "flavor", flavor)
+        if new.id == instance["flavor_id"]:
+            raise exception.InvalidInput(
+                reason=f"server {name_or_uuid!r} already has flavor "
+                       f"{flavor!r}; 'server migrate' moves it as it is")
+        instances.check_flavor_disk(new, instances.image_of(session,
+                                                           instance),
+                          current_disk_gb=instance["disk_gb"])
+        return _migration_store(session, instance, new.name,
+                                migrations.RESIZE, host)
+    return _post_server_action(name_or_uuid, project, server_actions.RESIZE,
+                               resize.get_resize_flow, {}, conf, door=door)
+
+
+def migrate_server(name_or_uuid, host=None, project=None,
+                   conf=vmflow_conf.CONF):
+    """Post the cold migration of an active or stopped server to another
+    host (``host`` if given), with the flavor it has."""
+    def door(session, instance):
+        if host is not None and host == instance["host"]:
+            raise exception.InvalidInput(
+                reason=f"server {name_or_uuid!r} is on host {host!r} "
+                       "already; a migration moves it to another host")
+        current = session.get(models.Flavor, instance["flavor_id"])
+        if current is None:
+            raise exception.NotFound(kind="flavor", name=instance["flavor_id"])
+        return _migration_store(session, instance, current.name,
+                                migrations.MIGRATION, host)
+    return _post_server_action(name_or_uuid, project, server_actions.MIGRATE,
+                               resize.get_migrate_flow, {}, conf, door=door)
+
+
+def confirm_resize(name_or_uuid, project=None, conf=vmflow_conf.CONF):
+    """Post the confirm of a RESIZED server's resize or migration."""
+    return _post_server_action(
+        name_or_uuid, project, server_actions.CONFIRM_RESIZE,
+        resize.get_confirm_resize_flow, {}, conf, door=_finished_migration)
+
+
+def revert_resize(name_or_uuid, project=None, conf=vmflow_conf.CONF):
+    """Post the revert of a RESIZED server's resize or migration."""
+    return _post_server_action(
+        name_or_uuid, project, server_actions.REVERT_RESIZE,
+        resize.get_revert_resize_flow, {}, conf, door=_finished_migration)
+
+
+def _migration_store(session, instance, flavor_name, migration_type, host):
+    store = {constants.MIGRATION_UUID: models.new_uuid(),
+             constants.NEW_FLAVOR: flavor_name,
+             constants.MIGRATION_TYPE: migration_type}
+    if host is not None:
+        validation.validate_name(host, "host name")
+        get_by_name(session, models.Host, "host", host)
+        store[constants.REQUESTED_HOST] = host
+    return store
+
+
+def _finished_migration(session, instance):
+    migration = migrations.awaiting_confirm(session, instance["uuid"])
+    return {constants.MIGRATION_UUID: migration["uuid"],
+            constants.HOST_NAME: migration["source_host"],
+            constants.DEST_HOST: migration["dest_host"]}
+
+
 def _post_server_action(name_or_uuid, project, action, flow_factory, store,
-                        conf):
+                        conf, door=None):
     """Post ``action`` on the server's host. Refused with one line, and
     nothing written, unless the server is in a state ``action`` starts
-    from; the check runs again under the instance's lock."""
+    from (and ``door(session, instance)``, which returns more of the
+    store, accepts it); the checks run again under the instance's lock."""
     with api.session_scope(api.get_engine(conf)) as session:
         instance = instances.get_instance(
             session,
             servers.find_instance(session, name_or_uuid, project)[0].uuid)
-    host = instance["host"]
-    _check_action(action, instance, name_or_uuid, host)
+        host = instance["host"]
+        _check_action(action, instance, name_or_uuid, host)
+        store = dict(store, **{constants.HOST_NAME: host})
+        if door is not None:
+            store.update(door(session, instance))
 
     def check_instance(session):
-        _check_action(action, instances.get_instance(session,
-                                                     instance["uuid"]),
-                      name_or_uuid, host)
+        current = instances.get_instance(session, instance["uuid"])
+        _check_action(action, current, name_or_uuid, host)
+        if door is not None:
+            door(session, current)
 
     request_id = posting.new_request_id()
     job_uuid = posting.post_operation(
-        action.name, instance["uuid"], flow_factory,
-        dict(store, **{constants.HOST_NAME: host}), request_id, conf=conf,
-        check_instance=check_instance)
+        action.name, instance["uuid"], flow_factory, store, request_id,
+        conf=conf, check_instance=check_instance)
     return Request(instance["uuid"], job_uuid, request_id)
 
 

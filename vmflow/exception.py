@@ -119,6 +119,17 @@ class NoValidHost(VmflowError):
         super().__init__(f"no valid host was found ({detail})")
 
 
+class FlavorDiskTooSmall(InvalidInput):
+    msg_fmt = ("flavor %(flavor)s has a %(disk_gb)s GiB disk, smaller than "
+               "%(what)s (%(needed)s)")
+
+
+class ChecksumMismatch(ImageBackendError):
+    msg_fmt = ("copy of %(source)s to %(target)s is corrupt: sha256 "
+               "%(source_sha256)s on the source, %(target_sha256)s on the "
+               "destination")
+
+
 class QuotaExceeded(VmflowError):
     msg_fmt = ("quota exceeded for %(resource)s in project %(project)s: "
                "limit %(limit)s, in use %(in_use)s, requested %(requested)s")

@@ -32,6 +32,14 @@ PAUSING = "pausing"
 UNPAUSING = "unpausing"
 SUSPENDING = "suspending"
 RESUMING = "resuming"
+RESIZE_PREP = "resize_prep"
+RESIZE_MIGRATING = "resize_migrating"
+RESIZE_MIGRATED = "resize_migrated"
+RESIZE_FINISH = "resize_finish"
+RESIZE_CONFIRMING = "resize_confirming"
+RESIZE_REVERTING = "resize_reverting"
+RESIZE_TASK_STATES = (RESIZE_PREP, RESIZE_MIGRATING, RESIZE_MIGRATED,
+                      RESIZE_FINISH)
 REBOOT_TASK_STATES = (REBOOTING, REBOOT_STARTED, REBOOTING_HARD,
                       REBOOT_STARTED_HARD)
 
@@ -40,9 +48,28 @@ COLUMNS = ("uuid", "name", "project", "flavor_id", "image_id", "vcpus",
            "power_state")
 FAULT_MESSAGE_LENGTH = 255
 
+GiB = 1024 ** 3
+
 ANY = object()
 """``expected`` for :func:`update_instance`: whatever the task_state is
 (still a compare-and-swap against the value read)."""
+
+
+def check_flavor_disk(flavor, image, current_disk_gb=0):
+    """FlavorDiskTooSmall unless ``flavor``'s disk holds the image (and a
+    resized server's current disk: disks never shrink). A disk of 0 GiB
+    means the image's own size."""
+    wanted = flavor.disk_gb * GiB if flavor.disk_gb else None
+    if current_disk_gb and (wanted or 0) < current_disk_gb * GiB:
+        raise exception.FlavorDiskTooSmall(
+            flavor=flavor.name, disk_gb=flavor.disk_gb,
+            what="the server's disk", needed=f"{current_disk_gb} GiB")
+    if wanted is not None and wanted < image["virtual_size_bytes"]:
+        raise exception.FlavorDiskTooSmall(
+            flavor=flavor.name, disk_gb=flavor.disk_gb,
+            what=f"image {image['name']!r}",
+            needed=f"{image['virtual_size_bytes']} bytes")
+
 
 
 def create_instance_record(session, name, project, flavor_name, image_name):
@@ -56,6 +83,7 @@ def create_instance_record(session, name, project, flavor_name, image_name):
     validation.validate_name(project, "project name")
     flavor = get_by_name(session, models.Flavor, "flavor", flavor_name)
     image = get_by_name(session, models.Image, "image", image_name)
+    check_flavor_disk(flavor, as_dict(image, images.COLUMNS))
     taken = session.scalar(sqlalchemy.select(models.Instance.id).where(
         models.Instance.project == project, models.Instance.name == name,
         models.Instance.vm_state != DELETED))

@@ -14,7 +14,8 @@ import dataclasses
 from vmflow import exception, power_states
 from vmflow.instances import (
     ACTIVE, ERROR, PAUSED, PAUSING, POWERING_OFF, POWERING_ON,
-    REBOOT_STARTED, REBOOT_STARTED_HARD, REBOOTING, REBOOTING_HARD, RESUMING,
+    REBOOT_STARTED, REBOOT_STARTED_HARD, REBOOTING, REBOOTING_HARD,
+    RESIZE_CONFIRMING, RESIZE_PREP, RESIZE_REVERTING, RESIZED, RESUMING,
     STOPPED, SUSPENDED, SUSPENDING, UNPAUSING)
 
 
@@ -52,6 +53,21 @@ SUSPEND = ServerAction("suspend", "suspended", (ACTIVE,), SUSPENDING,
                        SUSPENDED, power_states.SHUTDOWN)
 RESUME = ServerAction("resume", "resumed", (SUSPENDED,), RESUMING,
                       ACTIVE, power_states.RUNNING)
+
+# Resize and cold migration (Nova's action names). Where they end depends
+# on the server: a resize leaves it RESIZED, running if it was active;
+# confirm and revert give it back the vm_state it had before the resize
+# (power_state None: the flow's last step writes what it found).
+RESIZE = ServerAction("resize", "resized", (ACTIVE, STOPPED), RESIZE_PREP,
+                      RESIZED, None)
+MIGRATE = ServerAction("migrate", "migrated", (ACTIVE, STOPPED),
+                       RESIZE_PREP, RESIZED, None)
+CONFIRM_RESIZE = ServerAction("confirmResize", "resize-confirmed",
+                              (RESIZED,), RESIZE_CONFIRMING, None, None)
+REVERT_RESIZE = ServerAction("revertResize", "resize-reverted", (RESIZED,),
+                             RESIZE_REVERTING, None, None)
+RESIZE_ACTIONS = {action.name: action for action in
+                  (RESIZE, MIGRATE, CONFIRM_RESIZE, REVERT_RESIZE)}
 
 POWER_ACTIONS = {action.name: action
                  for action in (STOP, START, PAUSE, UNPAUSE, SUSPEND,

@@ -17,6 +17,17 @@ default_opts = [
                      "host restart, and record their power state. Off: "
                      "such servers stay shut off until someone starts "
                      "them."),
+    cfg.BoolOpt("allow_resize_to_same_host",
+                default=False,
+                help="Let a resize (not a cold migration) stay on the "
+                     "server's own host when the scheduler finds room "
+                     "there. Off: the destination is always another "
+                     "host."),
+    cfg.IntOpt("resize_confirm_window",
+               default=0, min=0,
+               help="Seconds after which a runner confirms a resized "
+                    "server by itself (0: never; the user confirms or "
+                    "reverts)."),
 ]
 
 

@@ -66,6 +66,36 @@ class ComputeDriver(abc.ABC):
         """Grow the instance's disk: ``"resized"`` or ``"unchanged"``."""
 
     @abc.abstractmethod
+    def cache_image(self, image):
+        """Make the image's base files available on this host (copied
+        once, checksum compared)."""
+
+    @abc.abstractmethod
+    def receive_disk(self, instance_uuid, source):
+        """Copy the instance's disk from the driver ``source`` (another
+        host) to this host, streamed and checksum compared."""
+
+    @abc.abstractmethod
+    def rebase_disk(self, instance_uuid, image):
+        """Point the instance's disk at this host's copy of the image."""
+
+    @abc.abstractmethod
+    def free_disk_bytes(self):
+        """Bytes free under this host's instances path."""
+
+    @abc.abstractmethod
+    def stash_disk(self, instance_uuid):
+        """Keep a copy of the instance's disk aside (a resize in place)."""
+
+    @abc.abstractmethod
+    def restore_stashed_disk(self, instance_uuid):
+        """Put the stashed copy back as the instance's disk."""
+
+    @abc.abstractmethod
+    def remove_stashed_disk(self, instance_uuid):
+        """Remove the stashed copy (a confirmed resize in place)."""
+
+    @abc.abstractmethod
     def disk_info(self, instance_uuid):
         """What qemu-img says about the instance's disk."""
 

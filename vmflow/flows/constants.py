@@ -8,6 +8,12 @@ load what they need from the database by uuid.
 INSTANCE_UUID = "instance_uuid"
 REQUEST_ID = "request_id"
 REQUESTED_HOST = "requested_host"
+# Resize and cold migration: the migration record's uuid (chosen at
+# posting), the flavor resized to (the current one for a migration) and
+# the type; confirm and revert also get the destination.
+MIGRATION_UUID = "migration_uuid"
+NEW_FLAVOR = "new_flavor"
+MIGRATION_TYPE = "migration_type"
 # Reboot: "soft" (falls back to hard) or "hard".
 REBOOT_TYPE = "reboot_type"
 
@@ -24,6 +30,9 @@ SHUTDOWN_DEADLINE = "shutdown_deadline"
 CLEAN_SHUTDOWN = "clean_shutdown"
 GUEST_WENT_DOWN = "guest_went_down"
 REBOOT_METHOD = "reboot_method"
+# The destination of a resize (provided by its host retry in prep; given
+# in the store of confirm and revert).
+DEST_HOST = "dest_host"
 
 # Flow names (also the instance action names).
 BUILD_FLOW = "build"
@@ -39,6 +48,11 @@ REBOOT_ATTEMPTS_FLOW = "reboot-attempts"
 SOFT_REBOOT_FLOW = "soft-reboot"
 HARD_REBOOT_FLOW = "hard-reboot"
 WAIT_SHUTDOWN_FLOW = "wait-for-shutdown"
+# Inner flows of resize: its three phases, and the host retry of prep.
+RESIZE_PREP_FLOW = "resize-prep"
+RESIZE_EXECUTE_FLOW = "resize-execute"
+RESIZE_FINISH_FLOW = "resize-finish"
+PREP_ON_HOST_FLOW = "prep-on-host"
 # Reboot types and methods.
 SOFT = "soft"
 HARD = "hard"

@@ -13,13 +13,14 @@ Store: ``instance_uuid``, ``request_id``.
     RemoveDisks
     DropClaims
     ReleaseQuota
+    EndInstanceMigrations
     MarkInstanceDeleted
 """
 from taskflow.patterns import linear_flow
 
 from vmflow import instances
 from vmflow.flows import constants
-from vmflow.tasks import claims, disks, domain, instance, quota
+from vmflow.tasks import claims, disks, domain, instance, migration, quota
 
 
 def get_delete_flow():
@@ -33,5 +34,6 @@ def get_delete_flow():
              disks.RemoveDisks(),
              claims.DropClaims(),
              quota.ReleaseQuota(),
+             migration.EndInstanceMigrations(),
              instance.MarkInstanceDeleted())
     return flow

@@ -41,12 +41,8 @@ def get_stop_flow():
     """ACPI shutdown, up to ``[libvirt] shutdown_timeout_seconds`` for the
     guest to power off, then power off whatever still runs; a failed stop
     starts the guest again."""
-    return _power_flow(
-        server_actions.STOP,
-        power.ShutdownGuestAcpi(restart_on_revert=True),
-        pieces.wait_until_shut_off(power.WaitForCleanShutdown(),
-                                   "shutdown_timeout_seconds"),
-        power.PowerOffDomain(restart_on_revert=True))
+    return _power_flow(server_actions.STOP,
+                       *pieces.shut_down_cleanly(restart_on_revert=True))
 
 
 def get_start_flow():

@@ -154,6 +154,13 @@ class Migration(TimestampMixin, Base):
     new_flavor_id: Mapped[int] = mapped_column(ForeignKey("flavors.id"))
     old_vm_state: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(32))
+    # What each flavor holds, copied as instances copy theirs.
+    old_vcpus: Mapped[int] = mapped_column(Integer, server_default="0")
+    old_memory_mb: Mapped[int] = mapped_column(Integer, server_default="0")
+    old_disk_gb: Mapped[int] = mapped_column(Integer, server_default="0")
+    new_vcpus: Mapped[int] = mapped_column(Integer, server_default="0")
+    new_memory_mb: Mapped[int] = mapped_column(Integer, server_default="0")
+    new_disk_gb: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class InstanceAction(Base):

@@ -75,3 +75,28 @@ def claim_hosts(session, consumer_uuid):
         .join(models.Allocation, models.Allocation.host_id == models.Host.id)
         .where(models.Allocation.consumer_uuid == consumer_uuid)
         .order_by(models.Host.name)))
+
+
+def place(session, placements):
+    """Set each consumer's claims to exactly what ``placements`` says:
+    ``{consumer_uuid: (host_name, {vcpus, memory_mb, disk_gb}) or None}``
+    (None: no claim anywhere). Runs as the session's whole transaction.
+
+    For moving claims between an instance and its migration (a resize's
+    finish, confirm, revert): the resources moved were claimed already, so
+    nothing is checked against the hosts' room. Safe to run again: the
+    result is the same.
+    """
+    locks.begin_write(session)
+    for consumer_uuid, placement in placements.items():
+        drop(session, consumer_uuid)
+        if placement is None:
+            continue
+        host_name, resources = placement
+        host_id = session.scalar(sqlalchemy.select(models.Host.id).where(
+            models.Host.name == host_name))
+        if host_id is None:
+            raise exception.NotFound(kind="host", name=host_name)
+        session.add(models.Allocation(consumer_uuid=consumer_uuid,
+                                      host_id=host_id, **resources))
+    session.flush()

@@ -87,3 +87,29 @@ def release(session, consumer_uuid):
     deleted = session.execute(sqlalchemy.delete(models.QuotaHold).where(
         models.QuotaHold.consumer_uuid == consumer_uuid)).rowcount
     return "released" if deleted else "absent"
+
+
+def resize_delta(old, new):
+    """What a resize from ``old`` to ``new`` (instance resources) must
+    hold beside the instance's own hold until it is confirmed: the growth
+    of each resource (a shrink holds nothing: the old flavor still counts
+    until the confirm)."""
+    old_hold, new_hold = instance_resources(old), instance_resources(new)
+    return {resource: max(0, new_hold[resource] - old_hold[resource])
+            for resource in ("cores", "ram")}
+
+
+def commit_resize(session, project, instance_uuid, migration_uuid,
+                  resources):
+    """A confirmed resize: the instance's hold becomes ``resources`` (its
+    new flavor's) and the migration's delta hold is given back, in one
+    transaction holding the project's lock. Safe to run again."""
+    lock_project(session, project)
+    instance_hold = _get_hold(session, instance_uuid)
+    if instance_hold is None:
+        raise exception.NotFound(kind="quota hold of", name=instance_uuid)
+    for resource, value in instance_resources(resources).items():
+        setattr(instance_hold, resource, value)
+    release(session, migration_uuid)
+    session.flush()
+    return as_dict(instance_hold, COLUMNS)

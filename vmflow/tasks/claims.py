@@ -1,5 +1,5 @@
 """Tasks that take and give back resources on hosts (allocations)."""
-from vmflow import exception, instances
+from vmflow import exception, instances, migrations
 from vmflow.persistence import api
 from vmflow.resources import claims
 from vmflow.tasks import base
@@ -40,7 +40,8 @@ class ClaimResources(base.VmflowTask):
 
 
 class DropClaims(base.VmflowTask):
-    """Delete every claim of the instance, on any host.
+    """Delete every claim of the instance (and of its resize in flight),
+    on any host.
 
     Reversion strategy: none; delete goes forward, and running it again
     finishes it.
@@ -48,4 +49,6 @@ class DropClaims(base.VmflowTask):
 
     def execute(self, instance_uuid):
         with api.session_scope() as session:
-            return {"dropped": claims.drop(session, instance_uuid)}
+            return {"dropped": sum(
+                claims.drop(session, consumer) for consumer
+                in migrations.consumers_of(session, instance_uuid))}

@@ -14,14 +14,15 @@ CONF = vmflow_conf.CONF
 
 
 class GenerateDomainXml(base.VmflowTask):
-    """Build the domain XML from the database and the disk paths.
+    """Build the domain XML from the database and the disk paths (those
+    the driver computes for the host when none are given).
 
     Reversion strategy: nothing to undo (it only computes).
     """
 
     default_provides = constants.DOMAIN_XML
 
-    def execute(self, instance_uuid, host_name, disk_paths):
+    def execute(self, instance_uuid, host_name, disk_paths=None):
         with api.session_scope() as session:
             instance = instances.get_instance(session, instance_uuid)
             image = instances.image_of(session, instance)

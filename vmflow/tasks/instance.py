@@ -1,5 +1,5 @@
 """Tasks that write the instance's own row: its states and faults."""
-from vmflow import instances, power_states, server_actions
+from vmflow import instances, migrations, power_states, server_actions
 from vmflow.flows import constants
 from vmflow.persistence import api, models
 from vmflow.resources import claims
@@ -187,10 +187,10 @@ class MarkInstanceDeleting(base.VmflowTask):
 
 
 class FindInstanceHosts(base.VmflowTask):
-    """Hosts delete must clean: the instance's host and every host where
-    it still holds a claim (a failed build leaves no host but may have
-    leaked there; claims are the first thing a build takes on a host and
-    the last it gives back).
+    """Hosts delete must clean: the instance's host, both ends of a resize
+    in flight, and every host where it (or its resize) still holds a claim
+    (a failed build leaves no host but may have leaked there; claims are
+    the first thing a build takes on a host and the last it gives back).
 
     Reversion strategy: nothing to undo (it only reads).
     """
@@ -200,7 +200,12 @@ class FindInstanceHosts(base.VmflowTask):
     def execute(self, instance_uuid):
         with api.session_scope() as session:
             instance = instances.get_instance(session, instance_uuid)
-            names = set(claims.claim_hosts(session, instance_uuid))
+            names = set()
+            for consumer in migrations.consumers_of(session, instance_uuid):
+                names.update(claims.claim_hosts(session, consumer))
+            for migration in migrations.in_flight(session, instance_uuid):
+                names.update({migration["source_host"],
+                              migration["dest_host"]} - {None})
         if instance["host"]:
             names.add(instance["host"])
         return sorted(names)

@@ -1,5 +1,5 @@
 """Tasks that take and give back a project's quota (quota holds)."""
-from vmflow import exception, instances
+from vmflow import exception, instances, migrations
 from vmflow.persistence import api
 from vmflow.resources import quota
 from vmflow.tasks import base
@@ -60,11 +60,15 @@ class CommitQuota(base.VmflowTask):
 
 
 class ReleaseQuota(base.VmflowTask):
-    """Delete the instance's quota hold (none is fine).
+    """Delete the instance's quota hold, and its resize's (none is fine).
 
     Reversion strategy: none; delete goes forward, and running it again
     finishes it.
     """
 
     def execute(self, instance_uuid):
+        with api.writer_scope() as session:
+            resizes = migrations.consumers_of(session, instance_uuid)[1:]
+        for migration_uuid in resizes:
+            _release(migration_uuid)
         return _release(instance_uuid)

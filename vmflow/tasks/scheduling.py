@@ -2,11 +2,14 @@
 selected host to the next."""
 from taskflow import retry
 
-from vmflow import exception, instances
+from vmflow import conf as vmflow_conf
+from vmflow import exception, instances, migrations
 from vmflow.flows import constants
 from vmflow.persistence import api
 from vmflow.scheduler import manager
 from vmflow.tasks import base
+
+CONF = vmflow_conf.CONF
 
 
 class SelectHosts(base.VmflowTask):
@@ -28,6 +31,37 @@ class SelectHosts(base.VmflowTask):
                 "disk_gb": instance["disk_gb"], "host": requested_host})
 
 
+class SelectDestinations(base.VmflowTask):
+    """Pick a destination and alternates for a resize or cold migration
+    with the new flavor's resources: never the instance's own host
+    (``host_name``), unless this is a resize and ``[DEFAULT]
+    allow_resize_to_same_host`` is set (NoValidHost fails it at once).
+
+    Reversion strategy: nothing to undo (it only reads; the claim is taken
+    per host by ClaimResourcesOnDestination).
+    """
+
+    default_provides = constants.HOST_CANDIDATES
+
+    def execute(self, migration_uuid, host_name, migration_type,
+                requested_host=None):
+        same_host_allowed = (migration_type == migrations.RESIZE
+                             and CONF.allow_resize_to_same_host)
+        with api.session_scope() as session:
+            migration = migrations.get_migration(session, migration_uuid)
+            request = dict(migrations.resources(migration, "new"),
+                           host=requested_host)
+            if not same_host_allowed:
+                request["ignore_hosts"] = [host_name]
+            try:
+                return manager.select_destinations(session, request)
+            except exception.NoValidHost as error:
+                if host_name in error.reasons and not same_host_allowed:
+                    error.reasons[host_name] = "the server's own host"
+                    raise exception.NoValidHost(error.reasons) from None
+                raise
+
+
 def only_caused_by(history, exception_class):
     """True when every failure of the latest attempt is ``exception_class``
     (TaskFlow compares class names, so it works on reloaded failures)."""
@@ -38,7 +72,8 @@ def only_caused_by(history, exception_class):
 
 class RetryOnNextHost(retry.ParameterizedForEach):
     """Runs its subflow on each candidate host in turn (provides
-    ``host_name``), TaskFlow's ForEach over values from the store.
+    ``host_name``, or the store key ``provides``), TaskFlow's ForEach over
+    values from the store.
 
     After a failure it reverts the subflow and tries the next candidate
     only when the failure was host-level (RescheduleableError) and a
@@ -47,9 +82,9 @@ class RetryOnNextHost(retry.ParameterizedForEach):
     sentinel among them, unreverted).
     """
 
-    def __init__(self, name=None, **kwargs):
+    def __init__(self, name=None, provides=constants.HOST_NAME, **kwargs):
         super().__init__(name=name or type(self).__name__,
-                         provides=constants.HOST_NAME,
+                         provides=provides,
                          rebind={"values": constants.HOST_CANDIDATES},
                          revert_all=True, **kwargs)
 

@@ -105,6 +105,35 @@ class LibvirtDriver(base.ComputeDriver):
         return self.images.resize_disk(self.images.disk_path(instance_uuid),
                                        size_gb)
 
+    def cache_image(self, image):
+        return self.images.ensure_base_image(image)
+
+    def receive_disk(self, instance_uuid, source):
+        return self.images.receive_disk(
+            source.runner, source.images.disk_path(instance_uuid),
+            instance_uuid)
+
+    def rebase_disk(self, instance_uuid, image):
+        paths = self.images.image_paths(image)
+        return self.images.rebase_overlay(
+            self.images.disk_path(instance_uuid), paths["base"],
+            paths["base_format"])
+
+    def disk_bytes(self, instance_uuid):
+        return self.images.disk_size_bytes(instance_uuid)
+
+    def free_disk_bytes(self):
+        return self.images.free_bytes()
+
+    def stash_disk(self, instance_uuid):
+        return self.images.stash_disk(instance_uuid)
+
+    def restore_stashed_disk(self, instance_uuid):
+        return self.images.restore_stashed_disk(instance_uuid)
+
+    def remove_stashed_disk(self, instance_uuid):
+        return self.images.remove_stashed_disk(instance_uuid)
+
     def disk_info(self, instance_uuid):
         return self.images.disk_info(self.images.disk_path(instance_uuid))
 

@@ -7,6 +7,8 @@ Layout under a host's instances path::
     _base/<key>.initrd
     <instance uuid>/disk         qcow2 overlay backed by _base/<key>
     <instance uuid>/console.log  serial console output
+    <instance uuid>_resize/      the disk as it was before a resize on the
+                                 same host (kept until confirm or revert)
 
 ``<key>`` is derived from the image's uuid (or id), so every host names the
 same image the same way. Files are written under a temporary name and
@@ -22,10 +24,13 @@ import os
 import uuid as uuid_lib
 
 from vmflow import exception
+from vmflow.drivers.remote import runner as remote_runner
+from vmflow.drivers.remote import transfer
 
 BASE_DIR = "_base"
 DISK_NAME = "disk"
 CONSOLE_LOG_NAME = "console.log"
+STASH_SUFFIX = "_resize"
 DISK_FORMATS = ("qcow2", "raw")
 GiB = 1024 ** 3
 QEMU_IMG_TIMEOUT = 120
@@ -76,6 +81,9 @@ class ImageBackend:
         return os.path.join(self.instances_path,
                             check_instance_uuid(instance_uuid))
 
+    def stash_dir(self, instance_uuid):
+        return self.instance_dir(instance_uuid) + STASH_SUFFIX
+
     def disk_path(self, instance_uuid):
         return os.path.join(self.instance_dir(instance_uuid), DISK_NAME)
 
@@ -124,6 +132,7 @@ class ImageBackend:
         temporary = _temporary_name(target)
         try:
             self.runner.put_file(source, temporary)
+            self._check_copy(source, temporary)
             if disk_format:
                 self._check_format(temporary, disk_format)
             self.runner.rename(temporary, target)
@@ -131,6 +140,15 @@ class ImageBackend:
             self.runner.remove_tree(temporary)
             raise
         return True
+
+    def _check_copy(self, local_source, copy):
+        expected = transfer.sha256_of(remote_runner.LocalRunner(),
+                                      local_source)
+        actual = transfer.sha256_of(self.runner, copy)
+        if expected != actual:
+            raise exception.ChecksumMismatch(
+                source=local_source, target=f"{self.runner.target}:{copy}",
+                source_sha256=expected, target_sha256=actual)
 
     def _check_format(self, path, disk_format):
         detected = self.disk_info(path).get("format")
@@ -210,6 +228,71 @@ class ImageBackend:
                         timeout=QEMU_IMG_TIMEOUT)
         return "resized"
 
+    def rebase_overlay(self, path, base, base_format):
+        """Point the overlay at ``base`` without touching its data
+        (``qemu-img rebase -u``): 'rebased' or 'unchanged'."""
+        if self.disk_info(path).get("backing-filename") == base:
+            return "unchanged"
+        self.runner.run(["qemu-img", "rebase", "-u", "-b", base,
+                         "-F", base_format, "--", path],
+                        timeout=QEMU_IMG_TIMEOUT)
+        return "rebased"
+
+    def receive_disk(self, source, source_path, instance_uuid):
+        """Copy a disk from the runner ``source`` into ``<uuid>/disk`` here
+        (and an empty console log beside it). A disk already there is kept:
+        it only ever appears there complete (see
+        :func:`~vmflow.drivers.remote.transfer.copy_file`).
+        Returns ``{"path", "bytes", "sha256"}`` (bytes None when kept)."""
+        path = self.disk_path(instance_uuid)
+        self.runner.makedirs(self.instance_dir(instance_uuid))
+        self.touch_console_log(instance_uuid)
+        if self.runner.exists(path):
+            return {"path": path, "bytes": None, "sha256": None}
+        copied = transfer.copy_file(source, source_path, self.runner, path)
+        return dict(copied, path=path)
+
+    def disk_size_bytes(self, instance_uuid):
+        """Size of the instance's disk file (what a copy moves)."""
+        return transfer.file_size(self.runner, self.disk_path(instance_uuid))
+
+    def free_bytes(self):
+        self.runner.makedirs(self.instances_path)
+        return transfer.free_bytes(self.runner, self.instances_path)
+
+    def stash_disk(self, instance_uuid):
+        """Keep a copy of ``<uuid>/disk`` in ``<uuid>_resize/`` (a resize on
+        the same host changes the disk in place): 'stashed' or 'exists'."""
+        stash = self.stash_dir(instance_uuid)
+        target = os.path.join(stash, DISK_NAME)
+        if self.runner.exists(target):
+            return "exists"
+        self.runner.makedirs(stash)
+        temporary = _temporary_name(target)
+        try:
+            self.runner.run(["cp", "--sparse=always", "--",
+                             self.disk_path(instance_uuid), temporary],
+                            timeout=QEMU_IMG_TIMEOUT)
+            self.runner.rename(temporary, target)
+        except BaseException:
+            self.runner.remove_tree(temporary)
+            raise
+        return "stashed"
+
+    def restore_stashed_disk(self, instance_uuid):
+        """Put the stashed disk back as ``<uuid>/disk``: 'restored' or
+        'absent' (nothing stashed, or restored already)."""
+        stash = os.path.join(self.stash_dir(instance_uuid), DISK_NAME)
+        restored = self.runner.exists(stash)
+        if restored:
+            self.runner.rename(stash, self.disk_path(instance_uuid))
+        self.runner.remove_tree(self.stash_dir(instance_uuid))
+        return "restored" if restored else "absent"
+
+    def remove_stashed_disk(self, instance_uuid):
+        removed = self.runner.remove_tree(self.stash_dir(instance_uuid))
+        return "removed" if removed else "absent"
+
     def disk_info(self, path):
         """``qemu-img info --output=json`` as a dict (format, virtual-size,
         actual-size, backing-filename, ...)."""
@@ -236,9 +319,11 @@ class ImageBackend:
         return self.runner.exists(self.instance_dir(instance_uuid))
 
     def remove_instance_files(self, instance_uuid):
-        """Delete ``<uuid>/``: 'removed' or 'absent' (already gone)."""
+        """Delete ``<uuid>/`` (and a ``<uuid>_resize/`` stash): 'removed'
+        or 'absent' (already gone)."""
         removed = self.runner.remove_tree(self.instance_dir(instance_uuid))
-        return "removed" if removed else "absent"
+        stashed = self.runner.remove_tree(self.stash_dir(instance_uuid))
+        return "removed" if removed or stashed else "absent"
 
     def list_instance_dirs(self):
         """Names of the directories under the instances path except _base

@@ -9,7 +9,10 @@ so one code path manages disks on the local host and on a remote one:
   trimmed stderr.
 * ``put_file(local, remote)``, ``get_file(remote, local)``, ``exists``,
   ``makedirs``, ``remove_tree``, ``rename``, ``listdir``, ``touch`` act on
-  the runner's host file system.
+  the runner's host file system;
+* ``open_file(path, mode)`` opens a file there for streaming (``"rb"`` or
+  ``"wb"``), e.g. to copy a disk from one host to another
+  (:mod:`vmflow.drivers.remote.transfer`).
 
 :class:`LocalRunner` lives here; :class:`~vmflow.drivers.remote.ssh.SSHRunner`
 does the same over paramiko.
@@ -118,6 +121,9 @@ class LocalRunner:
             with open(path, "a"):
                 pass
         _file_op("touch", path, _touch, path)
+
+    def open_file(self, path, mode):
+        return _file_op("open", path, open, path, mode)
 
     def close(self):
         pass

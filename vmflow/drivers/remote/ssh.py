@@ -101,7 +101,9 @@ class SSHRunner:
                 banner_timeout=self.connect_timeout,
                 auth_timeout=self.connect_timeout,
                 channel_timeout=self.connect_timeout,
-                allow_agent=False, look_for_keys=False)
+                # OpenSSH's default without a configured key: the
+                # user's own keys (~/.ssh/id_*).
+                allow_agent=False, look_for_keys=self.key_file is None)
         except exception.VmflowError:
             client.close()
             raise
@@ -240,6 +242,18 @@ class SSHRunner:
             with sftp.open(path, "a"):
                 pass
         self._sftp_op("touch", path, _touch)
+
+    def open_file(self, path, mode):
+        """An SFTP file: read ahead when reading, pipelined when writing
+        (each write is not waited for; errors surface at close)."""
+        def _open(sftp):
+            remote = sftp.open(path, mode, bufsize=READ_CHUNK)
+            if "r" in mode:
+                remote.prefetch()
+            else:
+                remote.set_pipelined(True)
+            return remote
+        return self._sftp_op("open", path, _open)
 
     def _sftp_op(self, what, path, func):
         with self._lock:
