@@ -53,6 +53,23 @@ def get_migration(session, migration_uuid):
     return as_dict(_row(session, migration_uuid), COLUMNS)
 
 
+def host_of(migration, which):
+    """The ``"old"`` (source) or ``"new"`` (destination) end's host."""
+    return migration["source_host" if which == "old" else "dest_host"]
+
+
+def hosts_of(migration):
+    """Both ends' host names (the destination once it is chosen)."""
+    return {migration["source_host"], migration["dest_host"]} - {None}
+
+
+def summary(migration):
+    """A migration's uuid, status and hosts (JSON-serialisable)."""
+    return {"uuid": migration["uuid"], "status": migration["status"],
+            "source_host": host_of(migration, "old"),
+            "dest_host": host_of(migration, "new")}
+
+
 def resources(migration, which):
     """What the ``"old"`` or ``"new"`` flavor holds, as an instance's
     ``{vcpus, memory_mb, disk_gb}``."""

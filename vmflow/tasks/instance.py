@@ -204,8 +204,7 @@ class FindInstanceHosts(base.VmflowTask):
             for consumer in migrations.consumers_of(session, instance_uuid):
                 names.update(claims.claim_hosts(session, consumer))
             for migration in migrations.in_flight(session, instance_uuid):
-                names.update({migration["source_host"],
-                              migration["dest_host"]} - {None})
+                names.update(migrations.hosts_of(migration))
         if instance["host"]:
             names.add(instance["host"])
         return sorted(names)

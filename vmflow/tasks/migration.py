@@ -18,12 +18,6 @@ def load_migration(migration_uuid):
         return migrations.get_migration(session, migration_uuid)
 
 
-def _summary(migration):
-    """What a task returns of a migration: JSON-serialisable fields."""
-    return {key: migration[key] for key in
-            ("uuid", "status", "source_host", "dest_host")}
-
-
 class CreateMigrationRecord(base.VmflowTask):
     """Insert the migration record (pre-migrating) from the instance's
     host, stashing the old flavor and the old vm_state in it.
@@ -38,7 +32,7 @@ class CreateMigrationRecord(base.VmflowTask):
             instance = instances.get_instance(session, instance_uuid)
             flavor = get_by_name(session, models.Flavor, "flavor",
                                  new_flavor)
-            return _summary(migrations.create_migration(
+            return migrations.summary(migrations.create_migration(
                 session, migration_uuid, instance, flavor, migration_type))
 
     def revert(self, result, migration_uuid, **kwargs):
@@ -65,7 +59,7 @@ class SetMigrationStatus(base.VmflowTask):
 
     def execute(self, migration_uuid):
         with api.writer_scope() as session:
-            return _summary(migrations.update_migration(
+            return migrations.summary(migrations.update_migration(
                 session, migration_uuid, status=self.status))
 
 
@@ -97,7 +91,7 @@ class RecordMigrationDestination(base.VmflowTask):
 
     def execute(self, migration_uuid, dest_host):
         with api.writer_scope() as session:
-            return _summary(migrations.update_migration(
+            return migrations.summary(migrations.update_migration(
                 session, migration_uuid, dest_host=dest_host))
 
 
@@ -155,27 +149,27 @@ class ClaimResourcesOnDestination(base.VmflowTask):
             claims.drop(session, migration_uuid, dest_host)
 
 
-def _placements(migration, instance_on):
+def _placements(instance, migration, instance_on):
     """Claims with the instance on ``"dest"`` (new flavor; the migration
     keeps the old one on the source), ``"source"`` during the resize (the
     migration holds the new flavor on the destination) or ``"home"``
     (only the instance, on the source with the old flavor)."""
-    instance_uuid, migration_uuid = (migration["instance_uuid"],
-                                     migration["uuid"])
-    source = (migration["source_host"], migrations.resources(migration,
-                                                             "old"))
-    dest = (migration["dest_host"], migrations.resources(migration, "new"))
+    resize = migration["uuid"]
+    old, new = (
+        (migrations.host_of(migration, which),
+         migrations.resources(migration, which)) for which in ("old", "new"))
     if instance_on == "dest":
-        return {instance_uuid: dest, migration_uuid: source}
+        return {instance: new, resize: old}
     if instance_on == "source":
-        return {instance_uuid: source, migration_uuid: dest}
-    return {instance_uuid: source, migration_uuid: None}
+        return {instance: old, resize: new}
+    return {instance: old, resize: None}
 
 
-def _place_claims(migration_uuid, instance_on):
+def _place_claims(instance_uuid, migration_uuid, instance_on):
     migration = load_migration(migration_uuid)
     with api.session_scope() as session:
-        claims.place(session, _placements(migration, instance_on))
+        claims.place(session, _placements(instance_uuid, migration,
+                                          instance_on))
     return instance_on
 
 
@@ -186,13 +180,13 @@ class MoveClaimsToDestination(base.VmflowTask):
     Reversion strategy: swap them back (the same one transaction).
     """
 
-    def execute(self, migration_uuid):
-        return _place_claims(migration_uuid, "dest")
+    def execute(self, instance_uuid, migration_uuid):
+        return _place_claims(instance_uuid, migration_uuid, "dest")
 
-    def revert(self, result, migration_uuid, **kwargs):
+    def revert(self, result, instance_uuid, migration_uuid, **kwargs):
         if base.failed(result):
             return
-        _place_claims(migration_uuid, "source")
+        _place_claims(instance_uuid, migration_uuid, "source")
 
 
 class MoveClaimsToSource(base.VmflowTask):
@@ -203,8 +197,8 @@ class MoveClaimsToSource(base.VmflowTask):
     finishes it.
     """
 
-    def execute(self, migration_uuid):
-        return _place_claims(migration_uuid, "home")
+    def execute(self, instance_uuid, migration_uuid):
+        return _place_claims(instance_uuid, migration_uuid, "home")
 
 
 class DropSourceClaim(base.VmflowTask):
@@ -252,7 +246,7 @@ class ReleaseQuotaDelta(base.VmflowTask):
 
 
 def _set_flavor(instance_uuid, migration, which, expected):
-    host = migration["dest_host" if which == "new" else "source_host"]
+    host = migrations.host_of(migration, which)
     flavor_id = migration[f"{which}_flavor_id"]
     with api.writer_scope() as session:
         return instances.update_instance(
@@ -308,9 +302,9 @@ class MarkInstanceResizeDone(base.VmflowTask):
     def execute(self, instance_uuid, migration_uuid, power_state=None):
         vm_state = (self.vm_state
                     or load_migration(migration_uuid)["old_vm_state"])
-        values = {"vm_state": vm_state, "task_state": None}
+        values = dict(vm_state=vm_state, task_state=None)
         if power_state is not None:
-            values["power_state"] = power_state
+            values.update(power_state=power_state)
         with api.writer_scope() as session:
             instance = instances.get_instance(session, instance_uuid)
             if (instance["vm_state"], instance["task_state"]) == (
