@@ -21,6 +21,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import threading
 
 from vmflow import exception
 
@@ -143,10 +144,29 @@ def _decode(data):
     return data or ""
 
 
+_THREAD_RUNNERS = threading.local()
+
+
 def runner_for_host(host):
-    """LocalRunner for a host without ``ssh_host``, else an SSHRunner."""
+    """LocalRunner for a host without ``ssh_host``, else an SSHRunner.
+
+    SSH runners are kept per thread and target (host, port, user, key and
+    known_hosts file as configured now), so the tasks a runner thread runs
+    one after another share one connection instead of each leaving an
+    open SSH transport (and its thread) behind.
+    """
     if not host.get("ssh_host"):
         return LocalRunner()
     from vmflow.drivers.remote import ssh
-    return ssh.SSHRunner(host["ssh_host"], port=host.get("ssh_port") or 22,
-                         user=host.get("ssh_user"))
+    runner = ssh.SSHRunner(host["ssh_host"], port=host.get("ssh_port") or 22,
+                           user=host.get("ssh_user"))
+    key = (runner.host, runner.port, runner.user, runner.key_file,
+           runner.known_hosts_file)
+    cache = _THREAD_RUNNERS.__dict__.setdefault("runners", {})
+    return cache.setdefault(key, runner)
+
+
+def close_thread_runners():
+    """Close this thread's SSH connections (tests; a thread's end)."""
+    for runner in _THREAD_RUNNERS.__dict__.pop("runners", {}).values():
+        runner.close()
