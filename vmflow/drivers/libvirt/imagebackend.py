@@ -129,6 +129,9 @@ class ImageBackend:
     def _copy_once(self, source, target, disk_format):
         if self.runner.exists(target):
             return False
+        if os.path.isfile(source):  # else the copy says it is missing
+            transfer.ensure_room(self.runner, os.path.dirname(target),
+                                 os.path.getsize(source), source)
         temporary = _temporary_name(target)
         try:
             self.runner.put_file(source, temporary)

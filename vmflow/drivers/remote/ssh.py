@@ -315,6 +315,13 @@ def _transport_active(client):
 
 
 def _describe_error(exc):
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        # Its own text ("[Errno None] Unable to connect to port ...")
+        # hides why: say what each address answered.
+        return "; ".join(
+            f"connecting to {address[0]} port {address[1]}: "
+            f"{error.strerror or error}"
+            for address, error in sorted(exc.errors.items()))
     text = str(exc) or type(exc).__name__
     return " ".join(text.split())
 

@@ -36,6 +36,18 @@ def free_bytes(runner, path):
         ) from None
 
 
+def ensure_room(runner, directory, size, what):
+    """Raise ImageBackendError unless ``size`` bytes fit under
+    ``directory`` on the runner's host: a full disk says so, where an SFTP
+    upload into it fails with a bare "Failure"."""
+    free = free_bytes(runner, directory)
+    if free < size:
+        raise exception.ImageBackendError(
+            reason=f"not enough space on {runner.target} under {directory}: "
+                   f"{free} bytes free, {what} needs {size}")
+    return free
+
+
 def file_size(runner, path):
     output = runner.run(["stat", "--format=%s", "--", path])
     return int(output.strip())
