@@ -236,12 +236,12 @@ SSH_FAILURES = {
                        False),
     "unreachable": (unreachable_port,
                     lambda bed: ("cannot reach", f"{bed.sshd.host}:",
-                                 "refused"), False),
+                                 "Connection refused"), False),
     "disk-does-not-fit": (disk_does_not_fit,
                           lambda bed: (HOST_B, "bytes free"), False),
     "image-does-not-fit": (image_does_not_fit,
                            lambda bed: (_ssh_target(bed),
-                                        "No space left on device"), True),
+                                        "not enough space"), True),
 }
 
 
