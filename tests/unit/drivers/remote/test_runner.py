@@ -5,6 +5,7 @@ import pytest
 
 from vmflow import exception
 from vmflow.drivers.remote import runner as remote_runner
+from vmflow.drivers.remote import transfer
 from vmflow.drivers.remote.runner import LocalRunner
 
 HOSTILE_ARGUMENTS = ["$(touch {marker})", "`touch {marker}`",
@@ -99,3 +100,14 @@ def test_file_errors_are_image_backend_errors(runner, tmp_path):
 def test_runner_for_host_picks_local_without_ssh_host():
     assert isinstance(remote_runner.runner_for_host(
         {"ssh_host": None, "ssh_port": None}), LocalRunner)
+
+
+def test_ensure_room_refuses_a_file_bigger_than_the_free_space(runner,
+                                                              tmp_path):
+    free = transfer.ensure_room(runner, str(tmp_path), 1, "a file")
+    assert free >= 1
+    with pytest.raises(exception.ImageBackendError) as caught:
+        transfer.ensure_room(runner, str(tmp_path), free + 2**50, "big.img")
+    message = str(caught.value)
+    assert "not enough space on" in message and "big.img" in message
+    assert str(tmp_path) in message

@@ -37,4 +37,6 @@ def test_closed_port_is_remote_connection_error(tmp_path):
     with pytest.raises(exception.RemoteConnectionError) as caught:
         runner.exists("/")
     assert "127.0.0.1" in str(caught.value)
+    assert "Connection refused" in str(caught.value)
+    assert "Errno None" not in str(caught.value)
     assert isinstance(caught.value, exception.RescheduleableError)
