@@ -37,6 +37,7 @@ from tests.integration.conftest import (cleanup_domains, run_testbed_script,
 from vmflow import audit, compute, instances
 from vmflow.drivers.libvirt import connection as libvirt_connection
 from vmflow.drivers.libvirt import driver as libvirt_driver
+from vmflow.drivers.remote import runner as remote_runner
 from vmflow.engine import operations
 from vmflow.engine import persistence as engine_persistence
 from vmflow.inventory import flavors, hosts, images, quotas, servers
@@ -349,5 +350,6 @@ def resize_cloud(conf, resize_bed):
     """The module's bed with this test's CONF pointed at it."""
     resize_bed.configure(conf)
     yield resize_bed
+    remote_runner.close_thread_runners()  # the SSH connections to B
     engine_persistence.forget_persistence()
     libvirt_connection.close_all()
