@@ -42,7 +42,6 @@ from vmflow.engine import operations
 from vmflow.engine import persistence as engine_persistence
 from vmflow.inventory import flavors, hosts, images, quotas, servers
 from vmflow.persistence import api, migration, models
-from vmflow.tasks import base
 
 HOST_A, HOST_B = "hv-a", "hv-b"
 PROJECT = "demo"
