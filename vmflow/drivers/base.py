@@ -80,6 +80,10 @@ class ComputeDriver(abc.ABC):
         """Point the instance's disk at this host's copy of the image."""
 
     @abc.abstractmethod
+    def missing_image_bytes(self, image):
+        """Bytes of the image's files this host does not cache yet."""
+
+    @abc.abstractmethod
     def free_disk_bytes(self):
         """Bytes free under this host's instances path."""
 

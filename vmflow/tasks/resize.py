@@ -29,19 +29,24 @@ def _old_flavor(migration):
 class CheckDestinationRoom(base.VmflowTask):
     """Reach ``dest_host`` (over SSH when it is remote: its host key must
     be known) and check that its instances path has room for the
-    instance's disk (a host-level failure: prep moves to the next host).
+    instance's disk and the image files it does not cache yet (a
+    host-level failure: prep moves to the next host), before the guest
+    is touched.
 
     Reversion strategy: nothing to undo (it only reads).
     """
 
     def execute(self, instance_uuid, host_name, dest_host):
-        needed = base.get_driver(host_name).disk_bytes(instance_uuid)
-        free = base.get_driver(dest_host).free_disk_bytes()
+        _instance, image = _load(instance_uuid)
+        destination = base.get_driver(dest_host)
+        needed = (base.get_driver(host_name).disk_bytes(instance_uuid)
+                  + destination.missing_image_bytes(image))
+        free = destination.free_disk_bytes()
         if free < needed:
             raise exception.ImageBackendError(
                 reason=f"host {dest_host} has {free} bytes free under its "
-                       f"instances path; the disk of {instance_uuid} needs "
-                       f"{needed}")
+                       f"instances path; the disk of {instance_uuid} and "
+                       f"the image files it lacks need {needed}")
         return {"needed": needed, "free": free}
 
 

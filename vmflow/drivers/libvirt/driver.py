@@ -122,6 +122,9 @@ class LibvirtDriver(base.ComputeDriver):
     def disk_bytes(self, instance_uuid):
         return self.images.disk_size_bytes(instance_uuid)
 
+    def missing_image_bytes(self, image):
+        return self.images.missing_image_bytes(image)
+
     def free_disk_bytes(self):
         return self.images.free_bytes()
 

@@ -126,6 +126,16 @@ class ImageBackend:
                 copied.append(target)
         return dict(paths, copied=copied)
 
+    def missing_image_bytes(self, image):
+        """Bytes :meth:`ensure_base_image` would copy here now: the image's
+        files (on this machine) not cached on this host yet."""
+        paths = self.image_paths(image)
+        return sum(os.path.getsize(source) for source, target in (
+            (image["file"], paths["base"]),
+            (image.get("kernel"), paths["kernel"]),
+            (image.get("initrd"), paths["initrd"]))
+            if source and not self.runner.exists(target))
+
     def _copy_once(self, source, target, disk_format):
         if self.runner.exists(target):
             return False

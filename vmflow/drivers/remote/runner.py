@@ -159,9 +159,9 @@ def runner_for_host(host):
         return LocalRunner()
     from vmflow.drivers.remote import ssh
     runner = ssh.SSHRunner(host["ssh_host"], port=host.get("ssh_port") or 22,
-                           user=host.get("ssh_user"))
-    key = (runner.host, runner.port, runner.user, runner.key_file,
-           runner.known_hosts_file)
+                           user=host.get("ssh_user"), name=host.get("name"))
+    key = (runner.name, runner.host, runner.port, runner.user,
+           runner.key_file, runner.known_hosts_file)
     cache = _THREAD_RUNNERS.__dict__.setdefault("runners", {})
     return cache.setdefault(key, runner)
 

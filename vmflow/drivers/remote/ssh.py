@@ -32,13 +32,14 @@ READ_CHUNK = 65536
 class _RejectUnknownHostKey(paramiko.RejectPolicy):
     """RejectPolicy that says which key was refused, as HostKeyMismatch."""
 
-    def __init__(self, known_hosts_file):
+    def __init__(self, known_hosts_file, target):
         self.known_hosts_file = known_hosts_file
+        self.target = target
 
     def missing_host_key(self, client, hostname, key):
         client.close()
         raise exception.HostKeyMismatch(
-            target=hostname,
+            target=self.target,
             reason=f"no {key.get_name()} key for it in "
                    f"{self.known_hosts_file} (server offered "
                    f"{key.fingerprint})")
@@ -49,7 +50,8 @@ class SSHRunner:
 
     def __init__(self, host, port=22, user=None, key_file=None,
                  known_hosts_file=None, connect_timeout=None,
-                 command_timeout=None):
+                 command_timeout=None, name=None):
+        self.name = name  # the registered host's name, for messages
         self.host = host
         self.port = int(port or 22)
         self.user = user or CONF.ssh.user
@@ -66,7 +68,8 @@ class SSHRunner:
 
     @property
     def target(self):
-        return f"{self.user}@{self.host}:{self.port}"
+        address = f"{self.user}@{self.host}:{self.port}"
+        return f"host {self.name} ({address})" if self.name else address
 
     def __repr__(self):
         return f"SSHRunner({self.target!r})"
@@ -92,7 +95,7 @@ class SSHRunner:
                 reason=f"cannot read known_hosts file "
                        f"{self.known_hosts_file}: {exc.strerror}") from None
         client.set_missing_host_key_policy(
-            _RejectUnknownHostKey(self.known_hosts_file))
+            _RejectUnknownHostKey(self.known_hosts_file, self.target))
         LOG.debug("opening SSH connection to %s", self.target)
         try:
             client.connect(
