@@ -91,7 +91,8 @@ def test_the_task_lists_come_from_the_flows():
     assert DELETE_TASKS == [
         "MarkInstanceErrorOnRevert", "MarkInstanceDeleting",
         "FindInstanceHosts", "DestroyDomain", "UndefineDomain",
-        "RemoveDisks", "DropClaims", "ReleaseQuota", "MarkInstanceDeleted"]
+        "RemoveDisks", "DropClaims", "ReleaseQuota", "EndInstanceMigrations",
+        "MarkInstanceDeleted"]
 
 
 def test_build_ends_active_and_delete_gives_everything_back(cloud):

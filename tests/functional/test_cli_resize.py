@@ -20,8 +20,7 @@ import pytest
 from tests.cloud import NODE_XML, image_file  # noqa: F401 (fixture)
 from tests.conftest import Cli
 from tests.functional.test_cli_server_actions import (  # noqa: F401
-    bring_to, cloud_cli, every_row, update_instance)
-from tests.functional.test_cli_operations import seed_cloud  # noqa: F401
+    bring_to, cloud_cli, every_row)
 from vmflow import compute
 from vmflow.flows import iter_tasks, resize
 from vmflow.tasks import hooks
