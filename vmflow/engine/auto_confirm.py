@@ -128,7 +128,10 @@ class AutoConfirmService:
 
     def _loop(self):
         while not self._stopped.wait(self.period):
-            self.run_once()
+            try:
+                self.run_once()
+            except Exception:  # a bug must not end the service for good
+                LOG.exception("Auto-confirm of resizes: the round failed")
 
     def run_once(self):
         """One round; its :class:`Round` (None when it could not run)."""
