@@ -26,7 +26,9 @@ default_opts = [
     cfg.IntOpt("resize_confirm_window",
                default=0, min=0,
                help="Seconds after which a runner confirms a resized "
-                    "server by itself (0: never; the user confirms or "
+                    "server by itself, once its migration has been "
+                    "finished that long (looked for every that many "
+                    "seconds, at most 60; 0: never, the user confirms or "
                     "reverts)."),
 ]
 

@@ -10,7 +10,7 @@ A service must keep serving the other hosts while one host is down.
 """
 import logging
 
-from vmflow.engine import host_watch, reconcile
+from vmflow.engine import auto_confirm, host_watch, reconcile
 
 LOG = logging.getLogger(__name__)
 
@@ -21,6 +21,8 @@ SERVICE_FACTORIES = (
     reconcile.ReconcileService,
     # Hosts follow their hypervisor; power states follow the guests.
     host_watch.host_watch,
+    # RESIZED servers confirmed after [DEFAULT] resize_confirm_window.
+    auto_confirm.AutoConfirmService,
 )
 
 
