@@ -120,7 +120,7 @@ CASES = [
          id="host-default-instances-path-missing"),
     case(host_add("h2", FREE_URI, "--instances-path", "/srv", "--ssh",
                   "root@127.0.0.1:1"), 1,
-         "cannot reach root@127.0.0.1:1 over SSH",
+         "cannot reach host h2 (root@127.0.0.1:1) over SSH",
          {"ssh": {"known_hosts_file": "{known_hosts}"}},
          id="host-remote-instances-path-unreachable"),
     case(host_add("h2", "qemu+tcp://127.0.0.1:1/system", "--instances-path",
