@@ -10,7 +10,7 @@ import pytest
 from lxml import etree
 
 from tests.integration.conftest import (DOMAIN_PREFIX, cleanup_domains,
-                                       wait_until)
+                                       run_testbed_script, wait_until)
 
 BOOT_TIMEOUT = 60
 SHUTDOWN_TIMEOUT = 30
@@ -105,6 +105,53 @@ def test_second_libvirtd_is_independent(libvirt_uri, second_libvirt_uri,
                     raise
         first.close()
         second.close()
+
+
+def live_process(pid):
+    """(comm, parent pid) of ``pid``, or None when it is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            comm, rest = stat.read().split(" (", 1)[1].rsplit(") ", 1)
+    except OSError:
+        return None
+    state, parent = rest.split()[:2]
+    return None if state == "Z" else (comm, int(parent))
+
+
+def pid_in(path):
+    return int(path.read_text().strip())
+
+
+def test_private_libvirtd_runs_under_a_reaper_that_stop_ends(tiny_guest,
+                                                            tmp_path):
+    """QEMU orphaned by libvirtd goes to tools/testbed/subreaper.py, not to
+    PID 1 (which reaps lazily: destroy waits for the reaping);
+    stop-second-libvirtd.sh ends the reapers too."""
+    state_dir = tmp_path / "hv"
+    uri = run_testbed_script("start-second-libvirtd.sh", str(state_dir),
+                             timeout=300).strip().splitlines()[-1]
+    name = domain_name()
+    try:
+        conn = libvirt.open(uri)
+        try:
+            conn.createXML(tiny_guest.domain_xml(
+                name, "noacpi", tmp_path / "console.log"), 0)
+            reaper = pid_in(state_dir / "libvirtd-reaper.pid")
+            qemu = pid_in(state_dir / "run" / "qemu" / f"{name}.pid")
+            assert live_process(reaper)[0] == "vmflow-reaper"
+            assert live_process(pid_in(state_dir / "libvirtd.pid")) == (
+                "libvirtd", reaper)
+            assert live_process(qemu)[1] == reaper
+            virtlogd_reaper = pid_in(state_dir / "virtlogd-reaper.pid")
+            assert live_process(pid_in(state_dir / "virtlogd.pid")) == (
+                "virtlogd", virtlogd_reaper)
+        finally:
+            conn.close()
+    finally:
+        run_testbed_script("stop-second-libvirtd.sh", str(state_dir),
+                           timeout=300)
+    for pid in (reaper, virtlogd_reaper, qemu):
+        assert live_process(pid) is None
 
 
 # --- the tiny guest ----------------------------------------------------------------

@@ -24,3 +24,23 @@ wait_answers() {
         sleep 0.2
     done
 }
+
+TESTBED_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+# under_reaper REAPER_PIDFILE DAEMON_PIDFILE CMD...: run a self-daemonising
+# start command (libvirtd -d, virtlogd -d) under tools/testbed/subreaper.py,
+# so the daemon and the orphans it leaves (QEMU) are reaped at once instead
+# of by PID 1, which reaps lazily (libvirt's destroy waits for the reaping).
+# TESTBED_SUBREAPER=0 runs CMD directly (benchmarks/destroy_latency.py
+# --compare measures the difference).
+under_reaper() {
+    local reaper_pidfile=$1 daemon_pidfile=$2
+    shift 2
+    if [[ ${TESTBED_SUBREAPER:-1} == 0 ]]; then
+        rm -f "$reaper_pidfile"
+        "$@"
+        return
+    fi
+    python3 "$TESTBED_DIR/subreaper.py" --pid-file "$reaper_pidfile" \
+        --daemon-pid-file "$daemon_pidfile" -- "$@"
+}

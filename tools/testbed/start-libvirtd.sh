@@ -6,6 +6,12 @@
 # no longer answers (it is stopped and started again). Waits until
 # `virsh -c qemu:///system list` answers, at most START_TIMEOUT seconds.
 #
+# virtlogd and libvirtd each run under tools/testbed/subreaper.py (pid files
+# /run/virtlogd-reaper.pid, /run/libvirtd-reaper.pid), which reaps the QEMU
+# processes libvirt leaves orphaned at once: PID 1 here reaps them lazily and
+# libvirt's destroy waits for it (1.2-2 s a destroy without the reaper).
+# An already running libvirtd is left as it is, reaper or not.
+#
 # Logs: /var/log/libvirt/libvirtd-daemon.log, /var/log/libvirt/virtlogd-daemon.log
 #
 # Usage: tools/testbed/start-libvirtd.sh      (as root)
@@ -15,6 +21,8 @@ URI="qemu:///system"
 START_TIMEOUT="${START_TIMEOUT:-60}"
 LIBVIRTD_PID=/run/libvirtd.pid
 VIRTLOGD_PID=/run/virtlogd.pid
+LIBVIRTD_REAPER_PID=/run/libvirtd-reaper.pid
+VIRTLOGD_REAPER_PID=/run/virtlogd-reaper.pid
 # libvirtd's drivers lock these; they name the daemon even without its pid file
 DRIVER_PIDS=(/run/libvirt/qemu/driver.pid /run/libvirt/network/driver.pid)
 LIBVIRTD_LOG=/var/log/libvirt/libvirtd-daemon.log
@@ -26,7 +34,7 @@ log() { echo "start-libvirtd: $*"; }
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ $(id -u) -eq 0 ]] || die "must run as root"
-for cmd in libvirtd virtlogd virsh flock; do
+for cmd in libvirtd virtlogd virsh flock python3; do
     command -v "$cmd" >/dev/null || die "$cmd not found: run tools/testbed/install-packages.sh first"
 done
 
@@ -48,7 +56,9 @@ start_virtlogd() {
     rm -f "$VIRTLOGD_PID"
     log "starting virtlogd"
     # 9>&-: the daemon must not inherit (and so hold) our lock
-    LIBVIRT_LOG_OUTPUTS="3:file:$VIRTLOGD_LOG" virtlogd -d -p "$VIRTLOGD_PID" 9>&- \
+    LIBVIRT_LOG_OUTPUTS="3:file:$VIRTLOGD_LOG" \
+        under_reaper "$VIRTLOGD_REAPER_PID" "$VIRTLOGD_PID" \
+        virtlogd -d -p "$VIRTLOGD_PID" 9>&- \
         || die "virtlogd failed to start, see $VIRTLOGD_LOG"
 }
 
@@ -98,7 +108,9 @@ fi
 
 rm -f "$LIBVIRTD_PID"
 log "starting libvirtd"
-LIBVIRT_LOG_OUTPUTS="3:file:$LIBVIRTD_LOG" libvirtd -d -p "$LIBVIRTD_PID" 9>&- \
+LIBVIRT_LOG_OUTPUTS="3:file:$LIBVIRTD_LOG" \
+    under_reaper "$LIBVIRTD_REAPER_PID" "$LIBVIRTD_PID" \
+    libvirtd -d -p "$LIBVIRTD_PID" 9>&- \
     || { tail -n 20 "$LIBVIRTD_LOG" >&2 || true; die "libvirtd failed to start, see $LIBVIRTD_LOG"; }
 
 if ! wait_answers "$START_TIMEOUT"; then

@@ -6,7 +6,9 @@
 # and DIR/cache are bind-mounted over /run/libvirt, /etc/libvirt,
 # /var/lib/libvirt, /var/log/libvirt and /var/cache/libvirt; libvirtd and its
 # virtlogd use DIR/libvirtd.pid and DIR/virtlogd.pid. Guests it starts see the
-# rest of the file system as usual.
+# rest of the file system as usual. Each daemon runs under
+# tools/testbed/subreaper.py (DIR/libvirtd-reaper.pid, DIR/virtlogd-reaper.pid),
+# which reaps the QEMU processes libvirt orphans at once (see start-libvirtd.sh).
 #
 # Prints the URI to reach it on stdout (logs go to stderr):
 #     qemu+unix:///system?socket=DIR/run/libvirt-sock
@@ -42,11 +44,13 @@ if [[ ${1-} == --in-namespace ]]; then
     if ! pid_of "$dir/virtlogd.pid" virtlogd >/dev/null; then
         rm -f "$dir/virtlogd.pid"
         LIBVIRT_LOG_OUTPUTS="3:file:/var/log/libvirt/virtlogd-daemon.log" \
+            under_reaper "$dir/virtlogd-reaper.pid" "$dir/virtlogd.pid" \
             virtlogd -d -p "$dir/virtlogd.pid" 9>&- \
             || die "virtlogd failed to start, see $dir/log/virtlogd-daemon.log"
     fi
     rm -f "$dir/libvirtd.pid"
     LIBVIRT_LOG_OUTPUTS="3:file:/var/log/libvirt/libvirtd-daemon.log" \
+        under_reaper "$dir/libvirtd-reaper.pid" "$dir/libvirtd.pid" \
         libvirtd -d -p "$dir/libvirtd.pid" 9>&- \
         || die "libvirtd failed to start, see $dir/log/libvirtd-daemon.log"
     exit 0
@@ -55,7 +59,7 @@ fi
 # --- outside ------------------------------------------------------------------
 (($# == 1)) || die "usage: $0 DIR"
 [[ $(id -u) -eq 0 ]] || die "must run as root"
-for cmd in libvirtd virtlogd virsh unshare flock; do
+for cmd in libvirtd virtlogd virsh unshare flock python3; do
     command -v "$cmd" >/dev/null || die "$cmd not found: run tools/testbed/install-packages.sh first"
 done
 

@@ -3,7 +3,9 @@
 #
 # Its running guests are destroyed first (through libvirt when it answers;
 # any QEMU left over from DIR/run/qemu/*.pid is killed), then libvirtd and
-# its virtlogd are stopped. DIR itself is left in place (logs stay readable).
+# its virtlogd are stopped, and last the subreapers they ran under (which
+# normally exit by themselves once their daemon has). DIR itself is left in
+# place (logs stay readable).
 # Idempotent: nothing to do is success.
 #
 # Usage: tools/testbed/stop-second-libvirtd.sh DIR      (as root)
@@ -61,4 +63,6 @@ for pidfile in "$DIR"/run/qemu/*.pid; do
 done
 
 stop "$DIR/virtlogd.pid" virtlogd
+stop "$DIR/libvirtd-reaper.pid" vmflow-reaper
+stop "$DIR/virtlogd-reaper.pid" vmflow-reaper
 log "stopped ($DIR)"
