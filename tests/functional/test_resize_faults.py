@@ -10,6 +10,8 @@ destination (no claim, domain or disk directory) and no quota delta held.
 Confirm and revert only go forward: a fault puts the server in ERROR, and
 running the same flow again finishes it.
 """
+import os
+
 import pytest
 from taskflow import states
 
@@ -111,6 +113,21 @@ def test_a_fault_at_any_migrate_task_of_a_stopped_server(
         migration_type=migrations.MIGRATION)
     assert_back_on_source(cloud, run, uuid, migration_uuid, task, before,
                           checksum)
+
+
+@pytest.mark.parametrize("task", RESIZE_TASKS)
+def test_a_fault_at_any_task_of_a_resize_on_one_host(cloud, conf,
+                                                     monkeypatch, task):
+    add_flavor_small(cloud)
+    conf.set_override("allow_resize_to_same_host", True)
+    uuid, checksum = patterned_server(cloud)
+    before = kept(cloud.instance(uuid))
+    monkeypatch.setenv(hooks.FAIL_AT, task)
+    run, migration_uuid = start_resize(cloud, uuid)
+    assert_back_on_source(cloud, run, uuid, migration_uuid, task, before,
+                          checksum, destinations=())
+    stash = disk_path(cloud, SOURCE, uuid, stash=True)
+    assert not os.path.exists(os.path.dirname(stash))
 
 
 @pytest.mark.parametrize("task", PREP_ON_HOST_TASKS)
