@@ -15,7 +15,7 @@ from taskflow import states
 from tests.cloud import cloud, image_file  # noqa: F401 (fixtures)
 from tests.functional.test_build_delete_flows import (
     NOTHING_LEFT, assert_audit_ok, built, fault, leftovers)
-from vmflow import exception, instances, migrations
+from vmflow import compute, exception, instances, migrations
 from vmflow.drivers.libvirt import guest as libvirt_guest
 from vmflow.flows import delete, power, resize
 from vmflow.inventory import flavors, quotas
@@ -425,3 +425,18 @@ def test_the_audit_reports_a_migration_left_migrating(two_hosts):
                                     dest_host=DEST)
     assert (f"migration {migration_uuid} of {uuid} is migrating but no job "
             "runs it (instance is active)") in claim_problems(cloud)
+
+
+def test_the_door_refuses_a_confirm_after_a_failed_revert(two_hosts, conf):
+    cloud = two_hosts
+    uuid, migration_uuid = resized(cloud)
+    with cloud.session() as session:  # what a revert failing midway left
+        instances.update_instance(session, uuid, instances.ANY,
+                                  vm_state=instances.ERROR)
+        migrations.update_migration(session, migration_uuid,
+                                    status=migrations.REVERTING)
+    with pytest.raises(exception.MigrationInvalidState,
+                       match="is reverting: it cannot become confirming"):
+        compute.confirm_resize(uuid, "demo", conf=conf)
+    assert migration_status(cloud, migration_uuid) == migrations.REVERTING
+    assert cloud.instance(uuid)["task_state"] is None
