@@ -147,7 +147,8 @@ def migrate_server(name_or_uuid, host=None, project=None,
 
 
 def confirm_resize(name_or_uuid, project=None, conf=vmflow_conf.CONF):
-    """Post the confirm of a RESIZED server's resize or migration."""
+    """Post the confirm of a RESIZED server's resize or migration (or of
+    one whose confirm failed, leaving it in ERROR)."""
     return _post_server_action(
         name_or_uuid, project, server_actions.CONFIRM_RESIZE,
         resize.get_confirm_resize_flow, {}, conf,
@@ -155,7 +156,8 @@ def confirm_resize(name_or_uuid, project=None, conf=vmflow_conf.CONF):
 
 
 def revert_resize(name_or_uuid, project=None, conf=vmflow_conf.CONF):
-    """Post the revert of a RESIZED server's resize or migration."""
+    """Post the revert of a RESIZED server's resize or migration (or of
+    one whose revert failed, leaving it in ERROR)."""
     return _post_server_action(
         name_or_uuid, project, server_actions.REVERT_RESIZE,
         resize.get_revert_resize_flow, {}, conf,

@@ -39,7 +39,7 @@ def two_hosts(cloud):
     return cloud
 
 
-# -- what a test looks at ------------------------------------------------------
+# -- what a test looks at -----------------------------------------------------
 
 def disk_path(cloud, host_name, uuid, stash=False):
     folder = uuid + ("_resize" if stash else "")
@@ -302,7 +302,7 @@ def test_a_stopped_server_migrates_stopped_and_stays_stopped(two_hosts):
         assert_audit_ok(cloud)
 
 
-# -- quota ---------------------------------------------------------------------
+# -- quota --------------------------------------------------------------------
 
 def set_cores_quota(cloud, cores):
     with cloud.session() as session:
@@ -352,7 +352,7 @@ def test_the_quota_delta_is_held_until_confirm_commits_or_revert_releases(
     assert_audit_ok(cloud)
 
 
-# -- delete of a resized server ------------------------------------------------
+# -- delete of a resized server -----------------------------------------------
 
 def test_delete_of_a_resized_server_cleans_both_hosts(two_hosts):
     cloud = two_hosts
@@ -371,7 +371,7 @@ def test_delete_of_a_resized_server_cleans_both_hosts(two_hosts):
     assert_audit_ok(cloud)
 
 
-# -- what the audit catches ------------------------------------------------------
+# -- what the audit catches ---------------------------------------------------
 
 def claim_problems(cloud):
     report = cloud.audit()
