@@ -440,3 +440,20 @@ def test_the_door_refuses_a_confirm_after_a_failed_revert(two_hosts, conf):
         compute.confirm_resize(uuid, "demo", conf=conf)
     assert migration_status(cloud, migration_uuid) == migrations.REVERTING
     assert cloud.instance(uuid)["task_state"] is None
+
+
+def test_delete_of_a_server_resized_on_one_host_removes_the_stash(one_host):
+    cloud = one_host
+    uuid = built(cloud)
+    run, migration_uuid = start_resize(cloud, uuid)
+    assert run.state == states.SUCCESS, run.error
+    stash = os.path.dirname(disk_path(cloud, SOURCE, uuid, stash=True))
+    assert os.path.isdir(stash)
+    run = cloud.run(delete.get_delete_flow, uuid)
+    assert run.state == states.SUCCESS, run.error
+    assert leftovers(cloud, uuid, SOURCE) == NOTHING_LEFT
+    assert not os.path.exists(stash)
+    assert claims_of(cloud, migration_uuid) == {}
+    assert hold_of(cloud, migration_uuid) is None
+    assert migration_status(cloud, migration_uuid) == migrations.ERROR
+    assert_audit_ok(cloud)
