@@ -178,12 +178,13 @@ def test_move_claims_to_destination_twice_then_revert_twice(cloud,
     uuid, migration_uuid = resizing
     on_host2(cloud, uuid, migration_uuid)
     task = tasks.MoveClaimsToDestination()
-    task.execute(migration_uuid=migration_uuid)
-    assert task.execute(migration_uuid=migration_uuid) == "dest"
+    task.execute(instance_uuid=uuid, migration_uuid=migration_uuid)
+    assert task.execute(instance_uuid=uuid,
+                        migration_uuid=migration_uuid) == "dest"
     assert (claims_of(cloud, uuid), claims_of(cloud, migration_uuid)) == (
         {"host2": (2, 128, 2)}, {"host1": (1, 64, 1)})
-    task.revert("dest", migration_uuid=migration_uuid)
-    task.revert("dest", migration_uuid=migration_uuid)
+    task.revert("dest", instance_uuid=uuid, migration_uuid=migration_uuid)
+    task.revert("dest", instance_uuid=uuid, migration_uuid=migration_uuid)
     assert (claims_of(cloud, uuid), claims_of(cloud, migration_uuid)) == (
         {"host1": (1, 64, 1)}, {"host2": (2, 128, 2)})
 
@@ -191,10 +192,11 @@ def test_move_claims_to_destination_twice_then_revert_twice(cloud,
 def test_move_claims_to_source_twice(cloud, resizing):
     uuid, migration_uuid = resizing
     on_host2(cloud, uuid, migration_uuid)
-    tasks.MoveClaimsToDestination().execute(migration_uuid=migration_uuid)
+    tasks.MoveClaimsToDestination().execute(instance_uuid=uuid,
+                                           migration_uuid=migration_uuid)
     task = tasks.MoveClaimsToSource()
-    task.execute(migration_uuid=migration_uuid)
-    task.execute(migration_uuid=migration_uuid)
+    task.execute(instance_uuid=uuid, migration_uuid=migration_uuid)
+    task.execute(instance_uuid=uuid, migration_uuid=migration_uuid)
     assert (claims_of(cloud, uuid), claims_of(cloud, migration_uuid)) == (
         {"host1": (1, 64, 1)}, {})
 
@@ -202,7 +204,8 @@ def test_move_claims_to_source_twice(cloud, resizing):
 def test_drop_source_claim_twice(cloud, resizing):
     uuid, migration_uuid = resizing
     on_host2(cloud, uuid, migration_uuid)
-    tasks.MoveClaimsToDestination().execute(migration_uuid=migration_uuid)
+    tasks.MoveClaimsToDestination().execute(instance_uuid=uuid,
+                                           migration_uuid=migration_uuid)
     task = tasks.DropSourceClaim()
     assert task.execute(migration_uuid=migration_uuid) == {"dropped": 1}
     assert task.execute(migration_uuid=migration_uuid) == {"dropped": 0}
