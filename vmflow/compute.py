@@ -147,17 +147,21 @@ def migrate_server(name_or_uuid, host=None, project=None,
 
 
 def confirm_resize(name_or_uuid, project=None, conf=vmflow_conf.CONF):
-    """Post the confirm of a RESIZED server's resize or migration."""
+    """Post the confirm of a RESIZED server's resize or migration (or of
+    one whose confirm failed, leaving it in ERROR)."""
     return _post_server_action(
         name_or_uuid, project, server_actions.CONFIRM_RESIZE,
-        resize.get_confirm_resize_flow, {}, conf, door=_finished_migration)
+        resize.get_confirm_resize_flow, {}, conf,
+        door=_finished_migration(migrations.CONFIRMING))
 
 
 def revert_resize(name_or_uuid, project=None, conf=vmflow_conf.CONF):
-    """Post the revert of a RESIZED server's resize or migration."""
+    """Post the revert of a RESIZED server's resize or migration (or of
+    one whose revert failed, leaving it in ERROR)."""
     return _post_server_action(
         name_or_uuid, project, server_actions.REVERT_RESIZE,
-        resize.get_revert_resize_flow, {}, conf, door=_finished_migration)
+        resize.get_revert_resize_flow, {}, conf,
+        door=_finished_migration(migrations.REVERTING))
 
 
 def _migration_store(session, instance, flavor_name, migration_type, host):
@@ -171,11 +175,17 @@ def _migration_store(session, instance, flavor_name, migration_type, host):
     return store
 
 
-def _finished_migration(session, instance):
-    migration = migrations.awaiting_confirm(session, instance["uuid"])
-    return {constants.MIGRATION_UUID: migration["uuid"],
-            constants.HOST_NAME: migration["source_host"],
-            constants.DEST_HOST: migration["dest_host"]}
+def _finished_migration(status):
+    """The door of a confirm (``status`` CONFIRMING) or revert
+    (REVERTING): the server's finished migration, in a status that
+    operation may start from; returns the rest of its store."""
+    def door(session, instance):
+        migration = migrations.awaiting_confirm(session, instance["uuid"])
+        migrations.check_can_end(migration, status)
+        return {constants.MIGRATION_UUID: migration["uuid"],
+                constants.HOST_NAME: migration["source_host"],
+                constants.DEST_HOST: migration["dest_host"]}
+    return door
 
 
 def _post_server_action(name_or_uuid, project, action, flow_factory, store,

@@ -180,6 +180,11 @@ class InstanceBusy(VmflowError):
                "has finished")
 
 
+class MigrationInvalidState(VmflowError):
+    msg_fmt = ("migration %(migration)s is %(status)s: it cannot become "
+               "%(wanted)s (only from %(allowed)s)")
+
+
 class InstanceInvalidState(VmflowError):
     """The operation makes no sense in the server's state (refused before
     anything changed)."""

@@ -33,6 +33,13 @@ FINAL_STATUSES = (CONFIRMED, REVERTED, ERROR)
 # Where a migration stands once its resize job ended well: the server is
 # RESIZED and waits for a confirm or a revert.
 AWAITING_CONFIRM = (FINISHED, CONFIRMING, REVERTING)
+# The statuses a confirm (CONFIRMING) or a revert (REVERTING) starts from:
+# a finished migration, or one the same operation began or even ended (it
+# failed after that and runs again; an ended one keeps its status). Never
+# the other one's: a confirm after a half-done revert would delete the
+# source disk with the destination's already gone.
+ENDS_FROM = {CONFIRMING: (FINISHED, CONFIRMING, CONFIRMED),
+             REVERTING: (FINISHED, REVERTING, REVERTED)}
 
 RESOURCE_COLUMNS = ("old_vcpus", "old_memory_mb", "old_disk_gb",
                     "new_vcpus", "new_memory_mb", "new_disk_gb")
@@ -98,6 +105,15 @@ def create_migration(session, migration_uuid, instance, new_flavor,
     session.add(row)
     session.flush()
     return as_dict(row, COLUMNS)
+
+
+def check_can_end(migration, status):
+    """MigrationInvalidState unless ``status`` (CONFIRMING or REVERTING)
+    may start from the migration's current status (:data:`ENDS_FROM`)."""
+    if migration["status"] not in ENDS_FROM[status]:
+        raise exception.MigrationInvalidState(
+            migration=migration["uuid"], status=migration["status"],
+            wanted=status, allowed=", ".join(ENDS_FROM[status]))
 
 
 def update_migration(session, migration_uuid, **values):

@@ -62,10 +62,14 @@ RESIZE = ServerAction("resize", "resized", (ACTIVE, STOPPED), RESIZE_PREP,
                       RESIZED, None)
 MIGRATE = ServerAction("migrate", "migrated", (ACTIVE, STOPPED),
                        RESIZE_PREP, RESIZED, None)
+# From ERROR too: a confirm or revert that failed left the server there,
+# and running it again finishes it (the migration's status says which of
+# the two may run: migrations.ENDS_FROM).
 CONFIRM_RESIZE = ServerAction("confirmResize", "resize-confirmed",
-                              (RESIZED,), RESIZE_CONFIRMING, None, None)
-REVERT_RESIZE = ServerAction("revertResize", "resize-reverted", (RESIZED,),
-                             RESIZE_REVERTING, None, None)
+                              (RESIZED, ERROR), RESIZE_CONFIRMING, None,
+                              None)
+REVERT_RESIZE = ServerAction("revertResize", "resize-reverted",
+                             (RESIZED, ERROR), RESIZE_REVERTING, None, None)
 RESIZE_ACTIONS = {action.name: action for action in
                   (RESIZE, MIGRATE, CONFIRM_RESIZE, REVERT_RESIZE)}
 

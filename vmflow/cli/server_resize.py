@@ -55,7 +55,8 @@ class MigrateServer(server_power._ServerActionCommand):
 
 class ConfirmResize(server_power._ServerActionCommand):
     """Confirm a RESIZED server's resize or migration: its domain, disk
-    and claim on the source go, and it is back to active (or stopped)."""
+    and claim on the source go, and it is back to active (or stopped).
+    A confirm that failed (the server in ERROR) is finished the same way."""
 
     action = "confirmResize"
 
@@ -65,7 +66,8 @@ class ConfirmResize(server_power._ServerActionCommand):
 
 class RevertResize(server_power._ServerActionCommand):
     """Revert a RESIZED server's resize or migration: it comes back on its
-    source host with its old flavor and disk, running if it was."""
+    source host with its old flavor and disk, running if it was. A revert
+    that failed (the server in ERROR) is finished the same way."""
 
     action = "revertResize"
 

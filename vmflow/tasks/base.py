@@ -25,13 +25,18 @@ _FAILURE_COUNTER = itertools.count(1)
 FAILURE_ORDER = "vmflow_failure_order"
 
 
+def _task_hosts(kwargs):
+    """The hosts a task acts on, for the hooks' ``@<host name>``."""
+    return {kwargs.get(constants.HOST_NAME), kwargs.get(constants.DEST_HOST)}
+
+
 def _hooked_execute(execute):
     @functools.wraps(execute)
     def wrapper(self, *args, **kwargs):
         hooks.crash_point(self.name, "before-execute")
         try:
             hooks.inject_fault(hooks.FAIL_AT, self.name, "execute",
-                               kwargs.get(constants.HOST_NAME))
+                               _task_hosts(kwargs))
             result = execute(self, *args, **kwargs)
         except Exception as error:
             setattr(error, FAILURE_ORDER, next(_FAILURE_COUNTER))
@@ -45,7 +50,7 @@ def _hooked_revert(revert):
     @functools.wraps(revert)
     def wrapper(self, *args, **kwargs):
         hooks.inject_fault(hooks.FAIL_REVERT_AT, self.name, "revert",
-                           kwargs.get(constants.HOST_NAME))
+                           _task_hosts(kwargs))
         result = revert(self, *args, **kwargs)
         hooks.crash_point(self.name, "during-revert")
         return result

@@ -22,7 +22,8 @@ Unset, they do nothing.
 ``VMFLOW_FAIL_AT=<task name>[@<host name>][,...]``
     The task's execute raises :class:`~vmflow.exception.InjectedFault` (a
     RescheduleableError) before doing anything; with ``@<host name>`` only
-    when its ``host_name`` argument is that host.
+    when its ``host_name`` or its ``dest_host`` argument is that host (a
+    resize's steps on its destination, each candidate of prep in turn).
 ``VMFLOW_FAIL_REVERT_AT=<task name>[@<host name>][,...]``
     The same for revert: it raises before cleaning up, as a revert whose
     cleanup fails does, so the flow ends REVERT_FAILURE with a real leak.
@@ -74,8 +75,10 @@ def pause_point(task_name, point):
         time.sleep(0.05)
 
 
-def inject_fault(variable, task_name, phase, host_name=None):
+def inject_fault(variable, task_name, phase, host_names=()):
+    """Raise InjectedFault if ``variable`` names ``task_name`` (at one of
+    ``host_names``, when the entry names a host)."""
     for entry in _entries(variable):
         name, _, host = entry.partition("@")
-        if name == task_name and (not host or host == host_name):
+        if name == task_name and (not host or host in host_names):
             raise exception.InjectedFault(task=task_name, phase=phase)

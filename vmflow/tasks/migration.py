@@ -46,7 +46,9 @@ class CreateMigrationRecord(base.VmflowTask):
 
 
 class SetMigrationStatus(base.VmflowTask):
-    """Move the migration to ``status`` (a Nova status name).
+    """Move the migration to ``status`` (a Nova status name); confirming
+    and reverting only from the statuses they may start from
+    (MigrationInvalidState otherwise: see ``migrations.ENDS_FROM``).
 
     Reversion strategy: none here; a failed resize's migration ends
     ``error`` (CreateMigrationRecord's revert).
@@ -59,6 +61,11 @@ class SetMigrationStatus(base.VmflowTask):
 
     def execute(self, migration_uuid):
         with api.writer_scope() as session:
+            if self.status in migrations.ENDS_FROM:
+                current = migrations.get_migration(session, migration_uuid)
+                migrations.check_can_end(current, self.status)
+                if current["status"] in migrations.FINAL_STATUSES:
+                    return migrations.summary(current)  # ended already: kept
             return migrations.summary(migrations.update_migration(
                 session, migration_uuid, status=self.status))
 

@@ -87,3 +87,18 @@ def test_fail_revert_at_raises_in_revert(monkeypatch):
 def test_tasks_keep_their_signature_for_taskflow():
     assert Probe().name == "Probe"
     assert set(Probe().requires) == {"host_name"}
+
+
+class DestinationProbe(base.VmflowTask):
+    """Reversion strategy: nothing to undo (a test task)."""
+
+    def execute(self, host_name, dest_host):
+        return dest_host
+
+
+def test_fail_at_a_host_also_matches_the_destination(monkeypatch):
+    monkeypatch.setenv(hooks.FAIL_AT, "DestinationProbe@host2")
+    with pytest.raises(exception.InjectedFault):
+        DestinationProbe().execute(host_name="host1", dest_host="host2")
+    assert DestinationProbe().execute(host_name="host1",
+                                      dest_host="host3") == "host3"
