@@ -180,7 +180,7 @@ def _finished_migration(status):
     (REVERTING): the server's finished migration, in a status that
     operation may start from; returns the rest of its store."""
     def door(session, instance):
-        migration = migrations.awaiting_confirm(session, instance["uuid"])
+        migration = migrations.to_end(session, instance, status)
         migrations.check_can_end(migration, status)
         return {constants.MIGRATION_UUID: migration["uuid"],
                 constants.HOST_NAME: migration["source_host"],

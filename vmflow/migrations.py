@@ -13,7 +13,7 @@ for the flavor delta. :func:`consumers_of` lists them for delete and audit.
 """
 import sqlalchemy
 
-from vmflow import exception
+from vmflow import exception, instances
 from vmflow.inventory import as_dict
 from vmflow.persistence import models
 
@@ -142,6 +142,30 @@ def awaiting_confirm(session, instance_uuid):
             return migration
     raise exception.NotFound(kind="finished resize of instance",
                              name=instance_uuid)
+
+
+ENDED_BY = {CONFIRMING: CONFIRMED, REVERTING: REVERTED}
+
+
+def to_end(session, instance, status):
+    """The migration a confirm (``status`` CONFIRMING) or revert
+    (REVERTING) of ``instance`` works on: its finished one, or, for a
+    server left in ERROR by that same operation failing at its last steps,
+    its latest migration if that operation already ended it (running it
+    again finishes what is left). NotFound otherwise."""
+    try:
+        return awaiting_confirm(session, instance["uuid"])
+    except exception.NotFound:
+        if instance["vm_state"] != instances.ERROR:
+            raise
+    latest = session.scalar(
+        sqlalchemy.select(models.Migration)
+        .where(models.Migration.instance_uuid == instance["uuid"])
+        .order_by(models.Migration.id.desc()).limit(1))
+    if latest is None or latest.status != ENDED_BY[status]:
+        raise exception.NotFound(kind="finished resize of instance",
+                                 name=instance["uuid"])
+    return as_dict(latest, COLUMNS)
 
 
 def consumers_of(session, instance_uuid):

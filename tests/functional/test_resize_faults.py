@@ -184,6 +184,15 @@ def fail_then_finish(cloud, monkeypatch, uuid, migration_uuid, factory,
     assert fault(cloud, uuid) == (
         f"{task} failed: injected fault in {task} execute")
     monkeypatch.delenv(hooks.FAIL_AT)
+    # The door finds the migration again, also when the failed step came
+    # after the migration's own end (confirmed/reverted).
+    status = (migrations.CONFIRMING
+              if factory is resize.get_confirm_resize_flow
+              else migrations.REVERTING)
+    with cloud.session() as session:
+        found = migrations.to_end(session, instance, status)
+    migrations.check_can_end(found, status)
+    assert found["uuid"] == migration_uuid
     run = end_resize(cloud, uuid, migration_uuid, factory)
     assert run.state == states.SUCCESS, run.error
     instance = cloud.instance(uuid)
