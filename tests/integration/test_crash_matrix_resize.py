@@ -25,7 +25,18 @@ next one needs (a resumed resize leaves it RESIZED: the start of a confirm
 or revert case; those and a reverted resize leave it active: the start of
 the next resize). When it is not (a case run alone, or after a failed
 one), :func:`server_ready` brings it there with inline operations, or
-builds a new server.
+builds a new server. 56 resumed resizes feed 75 confirm/revert cases, so
+19 of those start after an inline resize.
+
+A ``during-revert`` case of confirm or revert ends the job in ERROR (they
+only go forward; their sentinel marks the failure): it then checks the
+disk that flow never touches and posts the same operation again (from
+ERROR, as an operator would), which must finish it.
+
+160 cases took 13 min 47 s on the shared 2-core test bed (load 4-8 from
+other sessions): resize about 6 s a case, revert 5.5 s, confirm 2 s. Each
+libvirt destroy is 1.4-1.8 s of that: the test bed's init reaps exited
+QEMU processes slowly and libvirt waits for it.
 """
 import itertools
 import os
