@@ -28,6 +28,7 @@ SERVER = r"""
 import json, os, sys
 import vmflow.cmd.engine, vmflow.engine.runner, vmflow.flows.build
 import vmflow.flows.delete, vmflow.flows.power, vmflow.flows.reboot
+import vmflow.flows.resize
 import vmflow.drivers.libvirt.driver, taskflow.engines
 requests, replies = sys.stdin, sys.stdout
 replies.write("ready\n"); replies.flush()
