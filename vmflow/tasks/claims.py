@@ -5,6 +5,22 @@ from vmflow.resources import claims
 from vmflow.tasks import base
 
 
+def claim_on_candidate(consumer_uuid, host_name, resources,
+                       host_candidates):
+    """Claim ``resources`` on ``host_name`` for the consumer; a failed claim
+    on the last of ``host_candidates`` is NoValidHost (no host is left to
+    try), on another one ClaimFailed (the next candidate is tried)."""
+    try:
+        with api.session_scope() as session:
+            return claims.claim(session, consumer_uuid, host_name, resources)
+    except exception.ClaimFailed as error:
+        if not host_candidates or host_candidates[-1] != host_name:
+            raise
+        reasons = dict.fromkeys(host_candidates[:-1], "already tried")
+        reasons[host_name] = error.kwargs["reason"]
+        raise exception.NoValidHost(reasons) from error
+
+
 class ClaimResources(base.VmflowTask):
     """Claim the instance's vcpus, memory and disk on ``host_name``
     (ClaimFailed, a host-level failure, moves the build to the next host).
@@ -21,16 +37,9 @@ class ClaimResources(base.VmflowTask):
     def execute(self, instance_uuid, host_name, host_candidates=None):
         with api.session_scope() as session:
             instance = instances.get_instance(session, instance_uuid)
-        try:
-            with api.session_scope() as session:
-                return claims.claim(session, instance_uuid, host_name,
-                                    claims.instance_resources(instance))
-        except exception.ClaimFailed as error:
-            if not host_candidates or host_candidates[-1] != host_name:
-                raise
-            reasons = dict.fromkeys(host_candidates[:-1], "already tried")
-            reasons[host_name] = error.kwargs["reason"]
-            raise exception.NoValidHost(reasons) from error
+        return claim_on_candidate(instance_uuid, host_name,
+                                  claims.instance_resources(instance),
+                                  host_candidates)
 
     def revert(self, result, instance_uuid, host_name, **kwargs):
         if base.failed(result):

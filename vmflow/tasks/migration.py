@@ -6,11 +6,12 @@ consumer of what the operation takes besides the instance: the claim on
 the destination while the resize runs, the instance's old claim on the
 source once it finished, and the quota hold for the flavor's growth.
 """
-from vmflow import exception, instances, migrations
+from vmflow import instances, migrations
 from vmflow.inventory import get_by_name
 from vmflow.persistence import api, models
 from vmflow.resources import claims, quota
 from vmflow.tasks import base
+from vmflow.tasks import claims as claim_tasks
 from vmflow.tasks.instance import camel
 
 def load_migration(migration_uuid):
@@ -138,16 +139,9 @@ class ClaimResourcesOnDestination(base.VmflowTask):
 
     def execute(self, migration_uuid, dest_host, host_candidates=None):
         migration = load_migration(migration_uuid)
-        try:
-            with api.session_scope() as session:
-                return claims.claim(session, migration_uuid, dest_host,
-                                    migrations.resources(migration, "new"))
-        except exception.ClaimFailed as error:
-            if not host_candidates or host_candidates[-1] != dest_host:
-                raise
-            reasons = dict.fromkeys(host_candidates[:-1], "already tried")
-            reasons[dest_host] = error.kwargs["reason"]
-            raise exception.NoValidHost(reasons) from error
+        return claim_tasks.claim_on_candidate(
+            migration_uuid, dest_host, migrations.resources(migration, "new"),
+            host_candidates)
 
     def revert(self, result, migration_uuid, dest_host, **kwargs):
         if base.failed(result):
