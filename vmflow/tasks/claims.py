@@ -57,7 +57,9 @@ class DropClaims(base.VmflowTask):
     """
 
     def execute(self, instance_uuid):
-        with api.session_scope() as session:
+        # A writer from the start: on SQLite, a read transaction that
+        # turns into a write fails at once when another writer came first.
+        with api.writer_scope() as session:
             return {"dropped": sum(
                 claims.drop(session, consumer) for consumer
                 in migrations.consumers_of(session, instance_uuid))}
