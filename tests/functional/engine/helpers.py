@@ -89,8 +89,12 @@ def start_runner(config_file, *args, name="test-runner", log_path=None,
             log.close()
 
 
-def stop_process(process, sig=signal.SIGTERM, timeout=30):
-    """Send ``sig`` (unless it exited) and return its exit status."""
+def stop_process(process, sig=signal.SIGTERM, timeout=60):
+    """Send ``sig`` (unless it exited) and return its exit status.
+
+    A runner stops after its services' threads end; on a loaded 2-core
+    machine that once took over 30 s (a board-loss test in a full run),
+    hence the minute (a hang still fails)."""
     if process.poll() is None:
         process.send_signal(sig)
     return process.wait(timeout=timeout)
