@@ -31,6 +31,7 @@ Accounting rules (what the build and delete flows leave behind):
   any other.
 """
 import dataclasses
+import functools
 
 import sqlalchemy
 
@@ -63,6 +64,12 @@ class Snapshot:
     hosts: list
     migrations: dict  # consumer uuid (migration or instance) -> host names
     migration_rows: list = dataclasses.field(default_factory=list)
+
+    @functools.cached_property
+    def resizes(self):
+        """:func:`check_migrations` of this snapshot, computed once for
+        the claims and the quota checks."""
+        return check_migrations(self)
 
     def may_hold(self, uuid, host_name):
         instance = self.instances.get(uuid)
@@ -148,7 +155,8 @@ def check_migrations(snap):
 
 
 def check_claims(snap):
-    problems, wanted_by_migrations, _holds = check_migrations(snap)
+    problems, wanted_by_migrations, _holds = snap.resizes
+    problems = list(problems)
     claimed = set()
     for alloc in snap.allocations:
         consumer, host = alloc["consumer_uuid"], alloc["host"]
@@ -187,7 +195,7 @@ def check_claims(snap):
 
 def check_quota(snap):
     problems, held = [], set()
-    _problems, _claims, wanted_by_migrations = check_migrations(snap)
+    _problems, _claims, wanted_by_migrations = snap.resizes
     for hold in snap.holds:
         consumer = hold["consumer_uuid"]
         held.add(consumer)

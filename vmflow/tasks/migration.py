@@ -12,6 +12,7 @@ from vmflow.persistence import api, models
 from vmflow.resources import claims, quota
 from vmflow.tasks import base
 from vmflow.tasks import claims as claim_tasks
+from vmflow.tasks import quota as quota_tasks
 from vmflow.tasks.instance import camel
 
 def load_migration(migration_uuid):
@@ -113,9 +114,7 @@ class ReserveQuotaDelta(base.VmflowTask):
 
     def execute(self, instance_uuid, migration_uuid):
         migration = load_migration(migration_uuid)
-        with api.session_scope() as session:
-            project = instances.get_instance(session,
-                                             instance_uuid)["project"]
+        project = quota_tasks.load_instance(instance_uuid)["project"]
         delta = quota.resize_delta(migrations.resources(migration, "old"),
                                    migrations.resources(migration, "new"))
         with api.session_scope() as session:
@@ -225,9 +224,7 @@ class CommitQuotaDelta(base.VmflowTask):
 
     def execute(self, instance_uuid, migration_uuid):
         migration = load_migration(migration_uuid)
-        with api.session_scope() as session:
-            project = instances.get_instance(session,
-                                             instance_uuid)["project"]
+        project = quota_tasks.load_instance(instance_uuid)["project"]
         with api.session_scope() as session:
             return quota.commit_resize(
                 session, project, instance_uuid, migration_uuid,

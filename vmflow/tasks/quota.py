@@ -5,8 +5,9 @@ from vmflow.resources import quota
 from vmflow.tasks import base
 
 
-def _load_instance(instance_uuid):
-    # Its own transaction: quota.reserve() must start a fresh one.
+def load_instance(instance_uuid):
+    """The instance, read in its own transaction (the quota writes that
+    follow must start a fresh one: they lock the project first)."""
     with api.session_scope() as session:
         return instances.get_instance(session, instance_uuid)
 
@@ -29,7 +30,7 @@ class ReserveQuota(base.VmflowTask):
     """
 
     def execute(self, instance_uuid):
-        instance = _load_instance(instance_uuid)
+        instance = load_instance(instance_uuid)
         with api.session_scope() as session:
             return quota.reserve(session, instance_uuid, instance["project"],
                                  quota.instance_resources(instance))
