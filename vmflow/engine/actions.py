@@ -118,9 +118,12 @@ def mark_event_reverted(engine, action_id, event):
         return False
     if row.result == EVENT_FAILURE:
         return True
+    # The finish time stays the execute's: the event's span is how long
+    # the step ran, also after it was undone.
     with api.writer_scope(engine) as session:
         session.execute(EVENTS.update().where(EVENTS.c.id == row.id).values(
-            finish_time=models.utcnow(), result=EVENT_REVERTED))
+            finish_time=row.finish_time or models.utcnow(),
+            result=EVENT_REVERTED))
     return True
 
 

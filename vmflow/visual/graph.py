@@ -1,0 +1,236 @@
+"""A job's flow as a drawable tree: what ``vmflow flow show`` and the web
+view draw, built from the flow factory and the database alone.
+
+:func:`job_view` needs no runner: the flow comes from the factory saved in
+the job's flow detail (TaskFlow's ``flow_from_detail``), every atom's
+state from its persisted atom detail, durations and hosts from the
+instance action's events, a retry controller's attempts from its
+persisted history. :func:`plan_view` draws an operation before anything
+ran (every atom PENDING, with its docstring's first line).
+
+The tree: a :class:`FlowNode` per flow (a cluster when drawn) holding its
+retry controller, its children (:class:`AtomNode` or :class:`FlowNode`)
+and its links (:class:`Link`: the order of a linear flow, the edges of a
+graph flow, deciders included).
+"""
+import dataclasses
+import datetime
+import inspect
+
+from taskflow import flow as tf_flow
+from taskflow import retry as tf_retry
+from taskflow import states
+from taskflow.patterns import graph_flow, linear_flow
+
+from vmflow import conf as vmflow_conf
+from vmflow import exception
+from vmflow.engine import jobs_lookup, progress
+from vmflow.visual import plans
+
+ERROR_LENGTH = 160
+VALUE_LENGTH = 40
+
+
+@dataclasses.dataclass
+class Attempt:
+    """One try of a retry controller: the value it gave, the atoms that
+    failed in it and the first error."""
+    value: str
+    failed: tuple
+    error: str | None
+
+
+@dataclasses.dataclass
+class AtomNode:
+    name: str
+    kind: str  # "task" or "retry"
+    summary: str
+    state: str | None = None  # None: a plan, nothing ran
+    runs: int = 0
+    seconds: float | None = None
+    hosts: tuple = ()
+    error: str | None = None
+    attempts: list = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Link:
+    source: object  # AtomNode or FlowNode
+    target: object
+    decider: str | None = None
+
+
+@dataclasses.dataclass
+class FlowNode:
+    name: str
+    pattern: str  # "linear", "graph" or "unordered"
+    retry: AtomNode | None
+    children: list
+    links: list
+
+    def atoms(self):
+        """Every atom inside, in order (retry first)."""
+        if self.retry is not None:
+            yield self.retry
+        for child in self.children:
+            if isinstance(child, FlowNode):
+                yield from child.atoms()
+            else:
+                yield child
+
+    @property
+    def state(self):
+        """IGNORE when a decider skipped everything in it."""
+        atom_states = {atom.state for atom in self.atoms()}
+        return states.IGNORE if atom_states == {states.IGNORE} else None
+
+
+@dataclasses.dataclass
+class FlowView:
+    """What is drawn: the root flow plus what the heading says."""
+    title: str
+    root: FlowNode
+    state: str | None = None  # the flow's persisted state; None: a plan
+    finished: bool = False
+    job_uuid: str | None = None
+    instance_uuid: str | None = None
+    progress: object = None  # progress.FlowProgress
+    started: datetime.datetime | None = None
+    ended: datetime.datetime | None = None
+
+    def atoms(self):
+        return list(self.root.atoms())
+
+
+def summary_of(atom):
+    """The first paragraph of the atom's class docstring, on one line."""
+    doc = (inspect.getdoc(type(atom)) or "").strip()
+    return " ".join(doc.split("\n\n")[0].split())
+
+
+def clip(text, length):
+    text = " ".join(str(text).split())
+    return text if len(text) <= length else text[:length - 1] + "…"
+
+
+def _pattern(flow):
+    if isinstance(flow, linear_flow.Flow):
+        return "linear"
+    if isinstance(flow, graph_flow.Flow):
+        return "graph"
+    return "unordered"
+
+
+def build_tree(flow, annotate=None):
+    """The :class:`FlowNode` tree of an unloaded ``flow``; ``annotate``
+    (an :class:`AtomNode` -> None) fills in what ran."""
+    nodes = {}
+
+    def atom_node(atom):
+        kind = "retry" if isinstance(atom, tf_retry.Retry) else "task"
+        node = AtomNode(atom.name, kind, summary_of(atom))
+        if annotate is not None:
+            annotate(node)
+        return node
+
+    def flow_node(flow):
+        children = []
+        for item, _meta in flow.iter_nodes():
+            child = (flow_node(item) if isinstance(item, tf_flow.Flow)
+                     else atom_node(item))
+            nodes[id(item)] = child
+            children.append(child)
+        retry = atom_node(flow.retry) if flow.retry is not None else None
+        links = [Link(nodes[id(u)], nodes[id(v)], _decider_name(meta))
+                 for u, v, meta in flow.iter_links()]
+        return FlowNode(flow.name, _pattern(flow), retry, children, links)
+
+    return flow_node(flow)
+
+
+def _decider_name(meta):
+    decider = (meta or {}).get("decider")
+    if decider is None:
+        return None
+    return getattr(decider, "__name__", None) or repr(decider)
+
+
+def plan_view(operation):
+    """The flow of ``operation`` (a name in :data:`plans.OPERATIONS`)
+    before it runs; InvalidInput naming the operation if unknown."""
+    factory = plans.factory_for(operation)
+    return FlowView(title=f"{operation} (plan)", root=build_tree(factory()))
+
+
+def job_view(job_uuid, conf=vmflow_conf.CONF):
+    """The view of job ``job_uuid`` from the database; NotFound if no
+    such job was posted."""
+    record = jobs_lookup.load_job_record(job_uuid, conf)
+    flow = progress.factory_flow(record.flow_detail)
+    if flow is None:
+        raise exception.NotFound(kind="flow factory of job", name=job_uuid)
+    details = progress.atom_details(record.flow_detail)
+    events = _events_by_step(record.events)
+    root = build_tree(flow, lambda node: _annotate(node, details, events))
+    action = record.action
+    return FlowView(
+        title=f"{record.info['action']} of {record.server_label}",
+        root=root, state=record.flow_detail.state,
+        finished=action is not None and action.finish_time is not None,
+        job_uuid=job_uuid, instance_uuid=record.info["instance_uuid"],
+        progress=progress.flow_progress(record.flow_detail, flow),
+        started=action.start_time if action is not None else None,
+        ended=action.finish_time if action is not None else None)
+
+
+def _events_by_step(events):
+    grouped = {}
+    for event in events:
+        grouped.setdefault(event.event, []).append(event)
+    return grouped
+
+
+def _annotate(node, details, events):
+    detail = details.get(node.name)
+    node.state = states.PENDING if detail is None else detail.state
+    runs = events.get(node.name, [])
+    node.runs = len(runs)
+    if runs:
+        node.seconds = sum(_seconds(event) for event in runs)
+        node.hosts = tuple(dict.fromkeys(event.host for event in runs
+                                         if event.host))
+    if detail is None:
+        return
+    failure = detail.failure or getattr(detail, "revert_failure", None)
+    if failure is not None:
+        node.error = _failure_text(failure)
+    if node.kind == "retry":
+        node.attempts = [_attempt(value, failures)
+                         for value, failures in detail.results]
+
+
+def _seconds(event):
+    end = event.finish_time or datetime.datetime.now(
+        datetime.timezone.utc).replace(tzinfo=None)
+    return max(0.0, (end - event.start_time).total_seconds())
+
+
+def _failure_text(failure):
+    names = list(failure)
+    kind = names[0].rsplit(".", 1)[-1] if names else "Error"
+    return clip(f"{kind}: {failure.exception_str}", ERROR_LENGTH)
+
+
+def _attempt(value, failures):
+    failures = failures or {}
+    errors = [_failure_text(failure) for failure in failures.values()]
+    return Attempt(value=clip(_value_text(value), VALUE_LENGTH),
+                   failed=tuple(failures), error=errors[0] if errors else None)
+
+
+def _value_text(value):
+    if isinstance(value, float):
+        # A poll's deadline (epoch seconds): when it was.
+        return datetime.datetime.fromtimestamp(
+            value, datetime.timezone.utc).strftime("until %H:%M:%S")
+    return str(value)
