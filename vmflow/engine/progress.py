@@ -9,7 +9,8 @@ list/show`` and the web view, so all three count the same way:
   reboot's hard path when the soft one worked);
 * ``done``: the tasks that succeeded (a reverted task is not done);
 * ``failing``: the first task, in flow order, whose failure is recorded
-  (its revert's failure too), with that error's message.
+  (its revert's failure too), with that error's message; a failure in a
+  branch a later attempt skipped (IGNORE) does not count.
 
 A poll (a task its retry controller runs again on an expected "not yet",
 :class:`~vmflow.tasks.domain.RetryPollUntilDeadline`) fails on every
@@ -82,8 +83,8 @@ def _state(detail):
 def _first_failure(names, details):
     for name in names:
         detail = details.get(name)
-        if detail is None:
-            continue
+        if detail is None or detail.state == states.IGNORE:
+            continue  # an IGNOREd failure was a retried attempt's
         for failure in (detail.failure,
                         getattr(detail, "revert_failure", None)):
             if failure is not None:

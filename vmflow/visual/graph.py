@@ -24,7 +24,7 @@ from taskflow.patterns import graph_flow, linear_flow
 
 from vmflow import conf as vmflow_conf
 from vmflow import exception
-from vmflow.engine import jobs_lookup, progress
+from vmflow.engine import actions, jobs_lookup, progress
 from vmflow.visual import plans
 
 ERROR_LENGTH = 160
@@ -172,6 +172,7 @@ def job_view(job_uuid, conf=vmflow_conf.CONF):
     details = progress.atom_details(record.flow_detail)
     events = _events_by_step(record.events)
     root = build_tree(flow, lambda node: _annotate(node, details, events))
+    _recover_attempts(root, record.events)
     action = record.action
     return FlowView(
         title=f"{record.info['action']} of {record.server_label}",
@@ -207,6 +208,49 @@ def _annotate(node, details, events):
     if node.kind == "retry":
         node.attempts = [_attempt(value, failures)
                          for value, failures in detail.results]
+
+
+def _recover_attempts(flow, events):
+    """Give retries whose history TaskFlow dropped (a whole flow reverted:
+    it resets its retries) the attempts the action's events show: each
+    new run of the subflow's first task starts one, on the host it ran
+    on (the value a host retry gave)."""
+    for child in flow.children:
+        if isinstance(child, FlowNode):
+            _recover_attempts(child, events)
+    retry = flow.retry
+    if retry is None or retry.attempts or retry.state in (
+            None, states.PENDING):
+        return
+    names = [atom.name for atom in flow.atoms() if atom.kind == "task"]
+    if not names:
+        return
+    attempts, previous = [], None
+    for event in events:
+        if event.event not in names:
+            continue
+        resumed = (previous is not None and previous.event == event.event
+                   and previous.result == actions.EVENT_INTERRUPTED)
+        if event.event == names[0] and not resumed:
+            attempts.append(Attempt(event.host or "?", (), None))
+        if attempts and event.result in (actions.EVENT_FAILURE,
+                                         actions.EVENT_REVERT_FAILURE):
+            last = attempts[-1]
+            if last.error is None:
+                attempts[-1] = Attempt(last.value, (event.event,),
+                                       _traceback_text(event.traceback))
+        previous = event
+    retry.attempts = attempts
+
+
+def _traceback_text(traceback):
+    """``InjectedFault: message`` from an event's ``Failure: a.b.Kind:
+    message`` first traceback line."""
+    first = (traceback or "").strip().splitlines()[:1]
+    text = first[0].removeprefix("Failure: ") if first else "failed"
+    kind, _, message = text.partition(": ")
+    return clip(f"{kind.rsplit('.', 1)[-1]}: {message}" if message
+                else text, ERROR_LENGTH)
 
 
 def _seconds(event):
