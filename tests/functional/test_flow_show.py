@@ -10,11 +10,12 @@ operation against their factories.
 import json
 import os
 import re
+import shutil
 
 import pytest
 
 from tests.cloud import NODE_XML, image_file  # noqa: F401 (fixture)
-from tests.conftest import wait_until
+from tests.conftest import Cli, wait_until, write_config
 from tests.functional import flowdraw
 from tests.functional.engine import helpers
 from tests.functional.test_cli_operations import seed_cloud
@@ -23,10 +24,25 @@ from vmflow.tasks import disks
 from vmflow.visual import plans, render
 
 
+CLAIM_EXPIRY = 5
+
+
+@pytest.fixture(scope="module")
+def seeded_state(tmp_path_factory, image_file):  # noqa: F811
+    """A state folder seeded once by seed_cloud (each test copies it)."""
+    folder = tmp_path_factory.mktemp("seeded")
+    seed_cloud(Cli(write_config(folder / "vmflow.conf", {
+        "DEFAULT": {"state_path": folder / "state"}})), folder, image_file,
+        instances=3)
+    return folder
+
+
 @pytest.fixture
-def cloud_cli(cli, tmp_path, image_file):  # noqa: F811
-    seed_cloud(cli, tmp_path, image_file, instances=3)
-    return cli
+def cloud_cli(tmp_path, seeded_state):
+    shutil.copytree(seeded_state / "state", tmp_path / "state")
+    return Cli(write_config(tmp_path / "vmflow.conf", {
+        "DEFAULT": {"state_path": tmp_path / "state"},
+        "jobboard": {"claim_expiry_seconds": CLAIM_EXPIRY}}))
 
 
 def database_url(cli):
@@ -71,9 +87,10 @@ def test_a_build_rescheduled_then_reverted_shows_both_hosts(
         cloud_cli, tmp_path):
     node = tmp_path / "h2-node.xml"
     node.write_text(NODE_XML)
+    (tmp_path / "h2-instances").mkdir()
     cloud_cli("host", "add", "h2", "--uri", f"test://{node}", "--vcpus",
               "4", "--memory-mb", "4096", "--disk-gb", "20",
-              "--instances-path", str(tmp_path / "instances"))
+              "--instances-path", str(tmp_path / "h2-instances"))
     result = created(cloud_cli, "vm1", "--wait", check=False,
                      env={"VMFLOW_FAIL_AT": "DefineDomain"})
     assert result.returncode == 1, result.stderr
