@@ -120,10 +120,6 @@ class Page(html.parser.HTMLParser):
         page.close()
         return page
 
-    @property
-    def text(self):
-        return " ".join(self.texts.get("body", "").split())
-
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         self.tags.add(tag)
@@ -133,7 +129,7 @@ class Page(html.parser.HTMLParser):
             self._row = self.rows.setdefault(attrs["data-job"], [])
         if tag == "td" and self._row is not None:
             self._row.append("")
-        element_id = attrs.get("id") or (tag if tag == "body" else None)
+        element_id = attrs.get("id")
         if tag == "g" and (element_id or "").startswith("atom-"):
             self._atom = element_id[len("atom-"):]
         elif self._atom and "fill" in attrs and self._atom not in self.fills:
@@ -159,8 +155,7 @@ class Page(html.parser.HTMLParser):
         for _tag, element_id in self._open:
             if element_id is not None:
                 self.texts[element_id] = self.texts.get(element_id, "") + data
-        if self._row is not None and self._row and self._open and any(
-                tag == "td" for tag, _ in self._open):
+        if self._row and any(tag == "td" for tag, _ in self._open):
             self._row[-1] += data
 
     def text_of(self, element_id):

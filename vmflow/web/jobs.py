@@ -74,13 +74,14 @@ def recent_jobs(conf=vmflow_conf.CONF, limit=RECENT_JOBS):
     persistence = engine_persistence.get_persistence(conf)
     db_engine = persistence.source_engine
     infos = _newest_operations(db_engine, limit)
-    board = {row["uuid"]: row for row in operations.list_jobs(conf)}
+    board = {row["uuid"]: row["state"] for row in operations.list_jobs(conf)}
     infos.update(_operations_of(db_engine, set(board) - set(infos)))
     rows, names = _actions_and_names(db_engine, infos.values())
     flow_details = _flow_details(persistence, infos)
+    factory_flows = _FactoryFlows()
     summaries = [
         _summary(uuid, info, board.get(uuid), rows.get(info["action_id"]),
-                 names, flow_details.get(uuid))
+                 names, flow_details.get(uuid), factory_flows)
         for uuid, info in infos.items()]
     return sorted(summaries, reverse=True,
                   key=lambda job: (job.started or datetime.datetime.min,
@@ -151,16 +152,34 @@ def _flow_details(persistence, job_uuids):
     return found
 
 
-def _summary(uuid, info, board_row, action_row, names, flow_detail):
+class _FactoryFlows:
+    """The factory flow of flow details, built once per factory and
+    arguments: building flows is most of a listing's time otherwise."""
+
+    def __init__(self):
+        self._flows = {}
+
+    def __call__(self, flow_detail):
+        factory = (flow_detail.meta or {}).get("factory")
+        if not factory:
+            return None
+        key = json.dumps(factory, sort_keys=True, default=repr)
+        if key not in self._flows:
+            self._flows[key] = progress.factory_flow(flow_detail)
+        return self._flows[key]
+
+
+def _summary(uuid, info, board_state, action_row, names, flow_detail,
+             factory_flows=progress.factory_flow):
     ended = action_row.finish_time if action_row is not None else None
     return JobSummary(
         uuid=uuid, action=info["action"],
         instance_uuid=info["instance_uuid"],
         instance_name=names.get(info["instance_uuid"]),
-        state=_state(board_row["state"] if board_row else None,
-                     ended is not None),
+        state=_state(board_state, ended is not None),
         result=action_row.result if action_row is not None else None,
-        progress=(shown_progress(flow_detail, ended is not None)
+        progress=(shown_progress(flow_detail, ended is not None,
+                                 factory_flows(flow_detail))
                   if flow_detail is not None else None),
         started=action_row.start_time if action_row is not None else None,
         ended=ended)
@@ -174,10 +193,10 @@ def _state(board_state, finished):
     return operations.ENDED if finished else operations.LOST
 
 
-def shown_progress(flow_detail, finished):
-    """:func:`~vmflow.engine.progress.flow_progress`, without the failure
-    of a poll that is still polling (its "not yet" is no failure)."""
-    flow = progress.factory_flow(flow_detail)
+def shown_progress(flow_detail, finished, flow):
+    """:func:`~vmflow.engine.progress.flow_progress` of ``flow_detail``
+    (``flow``: its factory flow), without the failure of a poll that is
+    still polling (its "not yet" is no failure)."""
     counted = progress.flow_progress(flow_detail, flow)
     if (counted.failing is None or finished or flow is None
             or counted.failing not in progress.poll_steps(flow)):
@@ -204,8 +223,8 @@ def job_detail(job_uuid, conf=vmflow_conf.CONF):
         book = conn.get_logbook(job_uuid)
     flow_details = list(book)
     flow_detail = flow_details[0] if flow_details else None
-    summary = _summary(job_uuid, info, board_state and {"state": board_state},
-                       action_row, names, flow_detail)
+    summary = _summary(job_uuid, info, board_state, action_row, names,
+                       flow_detail)
     return JobDetail(
         **{field.name: getattr(summary, field.name)
            for field in dataclasses.fields(summary)},
