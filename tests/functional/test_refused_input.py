@@ -58,7 +58,7 @@ MISSING_STATE = {"DEFAULT": {"state_path": "{tmp}/missing/state"}}
 READ_ONLY = [("flavor", "list"), ("host", "list"), ("host", "show", "local"),
              ("image", "list"), ("server", "list"), ("quota", "show", "demo"),
              ("job", "list"), ("audit",), ("db", "version"),
-             flavor_create("f2")]
+             flavor_create("f2"), ("web", "--port", "1")]
 
 CASES = [
     # -- configuration (issue 8 items 2 and 3) ------------------------------
@@ -238,6 +238,21 @@ CASES = [
          id="server-show-unknown"),
     case(("job", "show", "no-such-job"), 1, "job 'no-such-job' not found",
          id="job-show-unknown"),
+    # -- the web view ----------------------------------------------------------
+    case(("web", "--port", "0"), 2,
+         "argument --port: port '0' must be from 1 to 65535",
+         id="web-port-zero"),
+    case(("web", "--port", "65536"), 2, "port '65536' must be from 1 to",
+         id="web-port-too-big"),
+    case(("web", "--port", "http"), 2, "port 'http' is not a whole number",
+         id="web-port-not-a-number"),
+    case(("web", "--host", "example.com"), 2,
+         "argument --host: host 'example.com' is not an IP address or "
+         "localhost", id="web-host-name"),
+    *(case(("web", "--host", host), 1,
+           f"--host {host} is not a loopback address; the web view has no "
+           "authentication: add --allow-remote", id=f"web-remote-{host}")
+      for host in ("0.0.0.0", "::", "192.0.2.1")),
     # -- a state_path without a database (item 9) -----------------------------
     *(case(args, 1, "{tmp}/missing/state/vmflow.sqlite does not exist; run "
            "'vmflow db sync'", MISSING_STATE, id="missing-db-" + "-".join(

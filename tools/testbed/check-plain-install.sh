@@ -15,7 +15,8 @@ REPO_ROOT="$(cd "$HERE/../.." && pwd)"
 start=$SECONDS
 
 work="$(mktemp -d /tmp/vmflow-plain.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
+web_pid=
+trap '[[ -z $web_pid ]] || kill "$web_pid" 2>/dev/null; rm -rf "$work"' EXIT
 venv="$work/venv"
 python3 -m venv "$venv" || die "python3 -m venv $venv failed"
 # from a copy of the tree, so that the build leaves nothing in the checkout
@@ -59,6 +60,7 @@ done <<<"$commands"
 check "vmflow help server create" vmflow help server create
 check "vmflow help job list" vmflow help job list
 check "vmflow help audit" vmflow help audit
+check "vmflow help web" vmflow help web
 
 qemu-img create -q -f qcow2 "$work/tiny.qcow2" 16M
 mkdir -p "$work/instances"
@@ -74,6 +76,33 @@ check "server show" vmflow server show vm1 -f value -c vm_state
 check "server delete --wait" vmflow server delete vm1 --wait
 check "audit" vmflow audit
 
+# the web view: its templates are installed with the package, and the
+# build and the delete above are listed, each job page with its graph
+port="$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+"$venv/bin/vmflow" --config-file "$config" web --port "$port" \
+    >"$work/web.out" 2>"$work/web.err" &
+web_pid=$!
+for _ in $(seq 300); do
+    grep -q serving "$work/web.out" && break
+    kill -0 "$web_pid" 2>/dev/null || die "vmflow web exited: $(cat "$work/web.err")"
+    sleep 0.1
+done
+grep -q serving "$work/web.out" || die "vmflow web did not start: $(cat "$work/web.err")"
+"$venv/bin/python" - "http://127.0.0.1:$port/" <<'EOF' \
+        || die "the web view's pages are wrong (vmflow web said: $(cat "$work/web.err"))"
+import re, sys, urllib.request
+base = sys.argv[1]
+jobs = urllib.request.urlopen(base, timeout=60).read().decode()
+links = re.findall(r'href="/(jobs/[0-9a-f-]{36})"', jobs)
+assert "Recent jobs" in jobs and len(links) == 2, jobs
+for link in links:
+    page = urllib.request.urlopen(base + link, timeout=60).read().decode()
+    assert "<svg" in page and "ENDED" in page, page
+EOF
+kill "$web_pid"
+wait "$web_pid" || true
+web_pid=
+
 printf '[jobboard]\nbackend = redis\n' >>"$config"
 if vmflow job list >"$work/out" 2>"$work/err"; then
     die "job list on the redis board without the redis package succeeded"
@@ -82,5 +111,5 @@ expected="vmflow: error: [jobboard] backend = redis needs the Python package red
 [[ "$(cat "$work/err")" == "$expected" ]] \
     || die "the redis backend without redis said: $(cat "$work/err")"
 
-log "plain install: every command present, build/delete/audit work, redis" \
-    "backend refused in one line ($((SECONDS - start)) s)"
+log "plain install: every command present, build/delete/audit and the web" \
+    "view work, redis backend refused in one line ($((SECONDS - start)) s)"

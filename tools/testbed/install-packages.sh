@@ -27,6 +27,8 @@ PACKAGES=(
     openssh-server openssh-client
     # flow graph rendering (dot)
     graphviz
+    # the web view's tests drive a headless browser
+    chromium chromium-driver
     # ps/pgrep/kill, unshare/mount/flock (util-linux), ip
     procps util-linux iproute2
 )
