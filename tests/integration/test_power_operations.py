@@ -32,9 +32,11 @@ from taskflow import states
 from taskflow import storage
 
 from tests.conftest import Cli, write_config
+from tests.functional import flowdraw
 from tests.integration.conftest import wait_until
 from vmflow import exception
 from vmflow.engine import persistence as engine_persistence
+from vmflow.flows import reboot
 
 BOOT_TIMEOUT = 90
 FLAVOR_RAM_MB = 128
@@ -338,7 +340,7 @@ def test_acpi_guest_soft_reboots_and_power_operations(
 
 
 def test_noacpi_guest_falls_back_to_hard_and_is_powered_off(
-        power_cloud, conf, libvirt_uri, tiny_guest):
+        power_cloud, conf, libvirt_uri, tiny_guest, tmp_path):
     cli = power_cloud
     soft_wait, shutdown_timeout = 5, 3
     cli.configure(wait_soft_reboot_seconds=soft_wait,
@@ -382,6 +384,15 @@ def test_noacpi_guest_falls_back_to_hard_and_is_powered_off(
                                "WaitForGuestReboot"}, soft_steps
     assert_one_event_per_step(
         atoms, events, reverted={"SelectRebootMethod", *soft_steps})
+    # Drawn: both tries, the soft branch skipped, each colour its state.
+    job = cli("flow", "show", "--server", "vm-noacpi").stdout.splitlines()[
+        0].rsplit("job ", 1)[1]
+    _states, _svg, text = flowdraw.check_drawing(
+        cli, job, reboot.get_reboot_flow,
+        f"sqlite:///{conf.state_path}/vmflow.sqlite", tmp_path)
+    assert "try 1: soft failed: GuestIgnoredShutdown" in text, text
+    assert "try 2: hard ok" in text
+    assert "soft-reboot (linear flow) if runs_soft_path — skipped" in text
 
     # 4. Stop: ACPI ignored, powered off after shutdown_timeout_seconds.
     _result, seconds = timed(cli, "server", "stop", "vm-noacpi", "--wait")
