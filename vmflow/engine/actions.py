@@ -191,12 +191,14 @@ def event_seconds(start_time, finish_time):
 def event_error(traceback):
     """``ExceptionClass: first line of its message`` of the last failure
     an event's traceback text records (a revert failure's text follows
-    the failure of the run it undid); None when it records none."""
-    headers = [match for match in map(FAILURE_HEADER.match,
-                                      (traceback or "").splitlines())
-               if match]
+    the failure of the run it undid); None when it records none. Text
+    not written by TaskFlow gives its last line (a Python traceback's
+    exception)."""
+    lines = [line for line in (traceback or "").splitlines()
+             if line.strip()]
+    headers = [match for match in map(FAILURE_HEADER.match, lines) if match]
     if not headers:
-        return None
+        return lines[-1].strip() if lines else None
     type_name, message = headers[-1].group("type", "message")
     if type_name is None:
         return message
