@@ -25,7 +25,8 @@ EVENT_INTERRUPTED = "interrupted"
 MESSAGE_LENGTH = 4000
 # How a TaskFlow failure's text (Failure.pformat) starts: the exception's
 # class and message, before the traceback.
-FAILURE_HEADER = re.compile(r"^Failure: (?:(?P<type>[\w.]+): )?(?P<message>.*)$")
+FAILURE_HEADER = re.compile(
+    r"^Failure: (?:(?P<type>[\w.]+): )?(?P<message>.*)$")
 
 
 def start_instance_action(session, instance_uuid, action, request_id):
@@ -166,18 +167,19 @@ def open_events(engine, action_id):
 
 def step_timings(engine, action_id):
     """``{task name: (runs, seconds)}`` of the task runs of ``action_id``:
-    how many times each task ran and how long its last run took (None
-    while it runs)."""
+    how many times each task ran and how long in all (a run still going
+    counts until now), as ``vmflow flow show`` counts."""
     with api.session_scope(engine) as session:
         rows = session.execute(
             sqlalchemy.select(EVENTS.c.event, EVENTS.c.start_time,
                               EVENTS.c.finish_time)
-            .where(EVENTS.c.action_id == action_id)
-            .order_by(EVENTS.c.id)).all()
+            .where(EVENTS.c.action_id == action_id)).all()
+    now = models.utcnow()
     timings = {}
     for name, start_time, finish_time in rows:
-        runs = timings.get(name, (0, None))[0] + 1
-        timings[name] = (runs, event_seconds(start_time, finish_time))
+        runs, seconds = timings.get(name, (0, 0.0))
+        took = ((finish_time or now) - start_time).total_seconds()
+        timings[name] = (runs + 1, seconds + max(0.0, took))
     return timings
 
 

@@ -267,7 +267,7 @@ def _pending_steps(flow_detail):
 def describe_job(job_uuid, conf=vmflow_conf.CONF):
     """One operation as a dict: what ``vmflow job show`` prints (the
     fields of ``job list``, then its result and every step's state and
-    last duration)."""
+    duration)."""
     persistence = engine_persistence.get_persistence(conf)
     with engine_persistence.persistence_connection(persistence) as conn:
         book = _get_logbook(conn, job_uuid)
@@ -295,10 +295,12 @@ def describe_job(job_uuid, conf=vmflow_conf.CONF):
 
 
 def _step_line(name, state, timing):
-    """``name: STATE (1.25 s)`` -- the last run's duration, and how many
-    runs there were when more than one (a poll, a resumed step)."""
-    if timing is None or timing[1] is None:
+    """``name: STATE (1.25 s)``: how long the step's runs took, and how
+    many there were when more than one (a poll, a resumed step)."""
+    if timing is None:
         return f"{name}: {state}"
     runs, seconds = timing
-    ran = f"{seconds:.2f} s" + (f", {runs} runs" if runs > 1 else "")
-    return f"{name}: {state} ({ran})"
+    took = f"{seconds:.2f} s"
+    if runs > 1:
+        took = f"{runs} runs, {took}"
+    return f"{name}: {state} ({took})"

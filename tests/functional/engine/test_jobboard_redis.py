@@ -11,8 +11,9 @@ from taskflow import exceptions as tf_exc
 from taskflow import states
 from taskflow.types import entity
 
+from tests.functional.engine import helpers
 from vmflow import exception
-from vmflow.engine import jobboard, jobboard_redis
+from vmflow.engine import jobboard, jobboard_redis, operations
 
 
 @pytest.fixture
@@ -73,6 +74,19 @@ def test_claim_expires_at_comes_from_the_owner_key(redis_board):
         datetime.timedelta(seconds=50)
     redis_board.consume(job, "runner-a")
     assert redis_board.claim_expires_at(job) is None
+
+
+def test_job_list_shows_a_claim_on_the_redis_board(conf, db, redis_board,
+                                                   trace_file):
+    job_uuid = helpers.post_sample(conf, db, trace_file)
+    before = timeutils.utcnow()
+    redis_board.claim(redis_board.find_job(job_uuid), "runner-a")
+    listed, = operations.list_jobs(conf)
+    assert (listed["uuid"], listed["state"], listed["owner"],
+            listed["progress"], listed["failing"]) == (
+        job_uuid, "CLAIMED", "runner-a", "0/2", None)
+    assert before < listed["claim_expires_at"] <= (
+        timeutils.utcnow() + datetime.timedelta(seconds=5))
 
 
 def test_an_expired_claim_is_taken_over(redis_board):
