@@ -3,6 +3,7 @@ list``/``job show`` and the errors they give, through the installed CLI
 and a real ``vmflow-engine``, on SQLite and libvirt's test driver."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -73,9 +74,13 @@ def test_posted_build_waits_for_a_runner_and_refuses_a_second_operation(
     assert result.stderr == (
         f"vmflow: note: no vmflow-engine is running; job {posted['job']} "
         "waits until one runs (or use --wait to run it here)\n")
+    tasks = [task.name for task in flows.iter_tasks(build.get_build_flow())]
     jobs = as_json(cli("job", "list", "-f", "json"))
-    assert [(job["uuid"], job["action"], job["state"]) for job in jobs] == [
-        (posted["job"], "build", "UNCLAIMED")]
+    assert [(job["uuid"], job["action"], job["server"], job["state"],
+             job["owner"], job["claim_expires_at"], job["progress"],
+             job["failing"]) for job in jobs] == [
+        (posted["job"], "build", "vm1", "UNCLAIMED", None, None,
+         f"0/{len(tasks)}", None)]
     shown = as_json(cli("job", "show", posted["job"], "-f", "json"))
     assert shown["state"] == "UNCLAIMED"
     assert shown["steps"].splitlines()[:2] == [
@@ -96,8 +101,13 @@ def test_posted_build_waits_for_a_runner_and_refuses_a_second_operation(
     assert as_json(cli("job", "list", "-f", "json")) == []
     ended = as_json(cli("job", "show", posted["job"], "-f", "json"))
     assert (ended["state"], ended["result"]) == ("ENDED", "success")
-    assert all(line.endswith(": SUCCESS")
-               for line in ended["steps"].splitlines())
+    assert ended["progress"] == f"{len(tasks)}/{len(tasks)}"
+    steps = dict(line.split(": ", 1) for line in ended["steps"].splitlines())
+    # Tasks say how long they took (from their events); retries do not.
+    assert all(re.fullmatch(r"SUCCESS \(\d+\.\d\d s\)", steps[name])
+               for name in tasks), steps
+    assert set(steps.values()) - {steps[name] for name in tasks} == {
+        "SUCCESS"}
     server = as_json(cli("server", "show", "vm1", "-f", "json"))
     assert (server["vm_state"], server["host"]) == ("active", "h1")
     assert table_rows(tmp_path, models.InstanceLock) == []

@@ -1,8 +1,21 @@
 """Read-side server commands: list, show, event-list."""
+import datetime
 import json
 
 from tests import databases
 from vmflow.persistence import api, models
+
+START = datetime.datetime(2026, 1, 2, 10, 0, 0)
+# What the event listener writes: TaskFlow's Failure.pformat(traceback=True).
+DEFINE_TRACEBACK = (
+    "Failure: vmflow.exception.DomainDefineFailed: cannot define the domain"
+    "\nsecond line of the message\nTraceback (most recent call last):\n"
+    '  File "guest.py", line 1, in define\n'
+    "vmflow.exception.DomainDefineFailed: cannot define the domain")
+
+
+def at(**offset):
+    return START + datetime.timedelta(**offset)
 
 
 def seed(state_dir):
@@ -19,18 +32,24 @@ def seed(state_dir):
             models.Instance(uuid="u-gone", name="old", vm_state="deleted",
                             **common)])
         session.flush()
-        action = models.InstanceAction(request_id="req-1", action="create",
-                                       instance_uuid="u-error",
-                                       project="demo")
-        session.add(action)
+        create, delete, reboot = (
+            models.InstanceAction(request_id=f"req-{name}", action=name,
+                                  instance_uuid="u-error", project="demo",
+                                  start_time=at(minutes=minutes))
+            for minutes, name in enumerate(("create", "delete", "reboot")))
+        session.add_all([create, delete, reboot])
         session.flush()
         session.add_all([
-            models.InstanceActionEvent(action_id=action.id,
-                                       event="ReserveQuota",
-                                       result="success"),
-            models.InstanceActionEvent(action_id=action.id,
-                                       event="DefineDomain", result="error",
-                                       traceback="Traceback: boom"),
+            models.InstanceActionEvent(
+                action_id=create.id, event="ReserveQuota", result="success",
+                start_time=at(), finish_time=at(seconds=1.234567)),
+            models.InstanceActionEvent(
+                action_id=create.id, event="DefineDomain", result="failure",
+                start_time=at(seconds=2), finish_time=at(seconds=4),
+                traceback=DEFINE_TRACEBACK),
+            models.InstanceActionEvent(
+                action_id=reboot.id, event="RebootDomain",
+                start_time=at(minutes=2)),
             models.InstanceFault(instance_uuid="u-error", code=500,
                                  message="DefineDomain failed: boom"),
             models.InstanceLock(instance_uuid="u-active", action="reboot",
@@ -56,10 +75,20 @@ def test_server_list_show_and_events(cli, tmp_path):
 
     events = json.loads(cli("server", "event-list", "db", "-f",
                             "json").stdout)
-    assert [(e["action"], e["event"], e["result"]) for e in events] == [
-        ("create", "ReserveQuota", "success"),
-        ("create", "DefineDomain", "error")]
-    assert events[1]["traceback"] == "Traceback: boom"
+    assert [(e["action"], e["event"], e["result"], e["duration"],
+             e["error"]) for e in events] == [
+        ("create", "ReserveQuota", "success", 1.23, None),
+        # The error: the exception's class and its message's first line.
+        ("create", "DefineDomain", "failure", 2.0,
+         "DomainDefineFailed: cannot define the domain"),
+        # No step ran yet.
+        ("delete", None, None, None, None),
+        # Still running: no duration yet.
+        ("reboot", "RebootDomain", None, None, None)]
+    assert "traceback" not in events[0]
+    long = json.loads(cli("server", "event-list", "db", "--long", "-f",
+                          "json").stdout)
+    assert long[1]["traceback"] == DEFINE_TRACEBACK
 
     missing = cli("server", "show", "old", check=False)
     assert missing.returncode == 1

@@ -150,7 +150,7 @@ def test_a_failing_first_host_reschedules_to_the_second_hypervisor(
                   "tiny-guest", "--wait", "-f", "json", env=env)
     server = json.loads(created.stdout)
     cli.domains.extend((uri, server["uuid"]) for uri in hosts.values())
-    events = show(cli, "server", "event-list", "vm1")
+    events = show(cli, "server", "event-list", "vm1", "--long")
     hosts_tried = [event["host"] for event in events
                    if event["event"] == "StartDomain"]
     assert hosts_tried == ["hv1", "hv2"], events
@@ -168,6 +168,7 @@ def test_a_failing_first_host_reschedules_to_the_second_hypervisor(
     assert [event["result"] for event in failed] == ["failure"], events
     if not env:
         assert "Permission denied" in failed[0]["traceback"], failed
+    assert failed[0]["error"], failed
     assert json.loads(cli("audit").stdout)["ok"]
 
     cli("server", "delete", "vm1", "--wait")

@@ -3,16 +3,14 @@ from vmflow.cli import base
 from vmflow.engine import operations
 from vmflow.persistence import migration
 
-LIST_COLUMNS = ("uuid", "action", "instance_uuid", "state", "owner",
-                "created_on", "request_id")
-
-
 class ListJobs(base.Lister):
-    """List the jobs on the job board (waiting or being run)."""
+    """List the jobs on the job board (waiting or being run) with their
+    claim, progress (steps done/total) and failing step."""
 
     def take_action(self, parsed_args):
         migration.check_schema()
-        return base.as_columns(operations.list_jobs(), LIST_COLUMNS)
+        return base.as_columns(operations.list_jobs(),
+                               operations.JOB_FIELDS)
 
 
 class ShowJob(base.ShowOne):

@@ -46,14 +46,17 @@ class ShowServer(base.ShowOne):
 
 
 class ListServerEvents(base.Lister):
-    """List a server's actions and the events of each step (a deleted
-    server's too: by uuid, or by name with --deleted)."""
+    """List a server's actions and the events of each step, with their
+    durations (seconds) and errors (a deleted server's too: by uuid, or by
+    name with --deleted)."""
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
         add_server_arguments(parser)
         parser.add_argument("--deleted", action="store_true",
                             help="find the server among deleted ones too")
+        parser.add_argument("--long", action="store_true",
+                            help="add the whole traceback of each failure")
         return parser
 
     def take_action(self, parsed_args):
@@ -64,7 +67,8 @@ class ListServerEvents(base.Lister):
                                              parsed_args.project,
                                              include_deleted)[0]
             rows = servers.list_events(session, instance.uuid)
-        return base.as_columns(rows, servers.EVENT_COLUMNS)
+        return base.as_columns(rows, servers.EVENT_LONG_COLUMNS
+                               if parsed_args.long else servers.EVENT_COLUMNS)
 
 
 class CreateServer(base.ShowOne):

@@ -3,6 +3,8 @@
 Written by the posting code (the action starts), the event listener (each
 task's events) and the runner (the action finishes when its job ends).
 """
+import re
+
 import sqlalchemy
 
 from vmflow import exception
@@ -21,6 +23,10 @@ EVENT_REVERTED = "reverted"
 EVENT_REVERT_FAILURE = "revert_failure"
 EVENT_INTERRUPTED = "interrupted"
 MESSAGE_LENGTH = 4000
+# How a TaskFlow failure's text (Failure.pformat) starts: the exception's
+# class and message, before the traceback.
+FAILURE_HEADER = re.compile(
+    r"^Failure: (?:(?P<type>[\w.]+): )?(?P<message>.*)$")
 
 
 def start_instance_action(session, instance_uuid, action, request_id):
@@ -157,3 +163,46 @@ def open_events(engine, action_id):
             .where(EVENTS.c.action_id == action_id,
                    EVENTS.c.finish_time.is_(None))
             .order_by(EVENTS.c.id)))
+
+
+def step_timings(engine, action_id):
+    """``{task name: (runs, seconds)}`` of the task runs of ``action_id``:
+    how many times each task ran and how long in all (a run still going
+    counts until now), as ``vmflow flow show`` counts."""
+    with api.session_scope(engine) as session:
+        rows = session.execute(
+            sqlalchemy.select(EVENTS.c.event, EVENTS.c.start_time,
+                              EVENTS.c.finish_time)
+            .where(EVENTS.c.action_id == action_id)).all()
+    now = models.utcnow()
+    timings = {}
+    for name, start_time, finish_time in rows:
+        runs, seconds = timings.get(name, (0, 0.0))
+        took = ((finish_time or now) - start_time).total_seconds()
+        timings[name] = (runs + 1, seconds + max(0.0, took))
+    return timings
+
+
+def event_seconds(start_time, finish_time):
+    """How long an event took, in seconds to 0.01; None while it runs."""
+    if finish_time is None:
+        return None
+    return round((finish_time - start_time).total_seconds(), 2)
+
+
+def event_error(traceback):
+    """``ExceptionClass: first line of its message`` of the last failure
+    an event's traceback text records (a revert failure's text follows
+    the failure of the run it undid); None when it records none. Text
+    not written by TaskFlow gives its last line (a Python traceback's
+    exception)."""
+    lines = [line for line in (traceback or "").splitlines()
+             if line.strip()]
+    headers = [match for match in map(FAILURE_HEADER.match, lines) if match]
+    if not headers:
+        return lines[-1].strip() if lines else None
+    type_name, message = headers[-1].group("type", "message")
+    if type_name is None:
+        return message
+    short_name = type_name.rsplit(".", 1)[-1]
+    return f"{short_name}: {message}" if message else short_name

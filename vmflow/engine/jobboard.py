@@ -2,7 +2,9 @@
 
 Both boards offer TaskFlow's ``JobBoard`` API plus what the runner and the
 posting code use: ``claim_expiry``, ``extend_claim(job, who, expiry=None)``,
-``find_job(uuid)``, ``unregister_entity(entity)`` and ``alive_entities()``.
+``find_job(uuid)``, ``claim_expires_at(job)`` (when the current claim
+expires, naive UTC; None when unclaimed), ``unregister_entity(entity)`` and
+``alive_entities()``.
 """
 import contextlib
 

@@ -8,11 +8,13 @@
 * :meth:`extend_claim` renews a claim only while ``who`` still holds it
   (one Lua script, so a runner cannot renew a claim another took over);
 * :meth:`find_job` looks a job up by uuid;
+* :meth:`claim_expires_at` tells when a job's claim expires;
 * runners register as keys that expire one claim expiry after their last
   heartbeat, so :meth:`alive_entities` can tell whether any runner is up.
 
 TaskFlow private names used here, and why: :mod:`.taskflow_private`.
 """
+import datetime
 import json
 
 from oslo_utils import timeutils
@@ -111,6 +113,17 @@ class RedisJobBoard(impl_redis.RedisJobBoard):
                 keys=[job.owner_key],
                 args=[self._encode_owner(who), int(expiry * 1000)])
         return bool(renewed)
+
+    def claim_expires_at(self, job):
+        """When the current claim on ``job`` expires (naive UTC, as the SQL
+        board's), from its owner key's time to live; None when it is
+        unclaimed (or its claim never expires)."""
+        with impl_redis._translate_failures():
+            milliseconds = self._client.pttl(job.owner_key)
+        if milliseconds < 0:  # -2: no owner key; -1: no expiry
+            return None
+        return timeutils.utcnow() + datetime.timedelta(
+            milliseconds=milliseconds)
 
     def find_job(self, job_uuid):
         """The job ``job_uuid`` if it is still on the board, else None."""

@@ -286,6 +286,14 @@ class SQLJobBoard(base.JobBoard):
             return row.owner
         return None
 
+    def claim_expires_at(self, job):
+        """When the current claim on ``job`` expires (naive UTC); None when
+        it is unclaimed (or its claim never expires)."""
+        row = self.fetch_row(job.uuid)
+        if row is None or job_state_of(row) != states.CLAIMED:
+            return None
+        return row.claim_expires_at
+
     # -- writing -----------------------------------------------------------
 
     def post(self, name, book=None, details=None,

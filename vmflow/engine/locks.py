@@ -49,7 +49,11 @@ class BoardJobs:
     def read(cls, board, job_info):
         """One listing of ``board``; ``job_info(job)`` gives a job's vmflow
         details (or None)."""
-        jobs = list(board.iterjobs())
+        return cls.of(list(board.iterjobs()), job_info)
+
+    @classmethod
+    def of(cls, jobs, job_info):
+        """What the listing ``jobs`` of a board holds."""
         return cls(frozenset(job.uuid for job in jobs),
                    frozenset((job_info(job) or {}).get("instance_uuid")
                              for job in jobs) - {None})

@@ -17,18 +17,24 @@ run_job_inline`) when no runner is alive, else polls until it ends.
 import dataclasses
 import time
 
-from taskflow import engines
 from taskflow import exceptions as tf_exc
 from taskflow import states
-from taskflow import storage
 
 from vmflow import conf as vmflow_conf
 from vmflow import exception, flows
-from vmflow.engine import actions, jobboard, locks, outcome, recovery, runner
+from vmflow.engine import (actions, jobboard, locks, outcome, progress,
+                           recovery, runner)
 from vmflow.engine import persistence as engine_persistence
+from vmflow.inventory import servers
 from vmflow.persistence import api
 
 POLL_INTERVAL = 0.5
+# What ``job list`` shows of each job (``job show`` adds the result, the
+# message and the steps).
+JOB_FIELDS = ("uuid", "action", "instance_uuid", "server", "state", "owner",
+              "claim_expires_at", "progress", "failing", "created_on",
+              "request_id")
+FAILING_LENGTH = 100
 # What `job show` and `job list` say of an operation with no job on the
 # board: it ended, or the board lost it (a runner posts it again).
 ENDED = "ENDED"
@@ -57,17 +63,24 @@ def operation_status(job_uuid, conf=vmflow_conf.CONF):
     ``job_uuid``; NotFound if no such operation was posted."""
     persistence = engine_persistence.get_persistence(conf)
     with engine_persistence.persistence_connection(persistence) as conn:
-        try:
-            book = conn.get_logbook(job_uuid, lazy=True)
-        except tf_exc.NotFound as error:
-            raise exception.NotFound(kind="job", name=job_uuid) from error
+        book = _get_logbook(conn, job_uuid, lazy=True)
+    return _status_of(book, persistence.source_engine)
+
+
+def _get_logbook(conn, job_uuid, lazy=False):
+    try:
+        return conn.get_logbook(job_uuid, lazy=lazy)
+    except tf_exc.NotFound as error:
+        raise exception.NotFound(kind="job", name=job_uuid) from error
+
+
+def _status_of(book, db_engine):
     info = (book.meta or {}).get(outcome.META_KEY)
     if info is None:
-        raise exception.NotFound(kind="vmflow operation", name=job_uuid)
-    db_engine = persistence.source_engine
+        raise exception.NotFound(kind="vmflow operation", name=book.uuid)
     row = actions.get_action(db_engine, info["action_id"])
     return OperationStatus(
-        job_uuid=job_uuid, action=info["action"],
+        job_uuid=book.uuid, action=info["action"],
         action_id=info["action_id"], instance_uuid=info["instance_uuid"],
         request_id=info["request_id"], finished=row.finish_time is not None,
         result=row.result, message=row.message,
@@ -151,28 +164,79 @@ def _run_inline_unless_claimed(job_uuid, conf, on_progress):
 def list_jobs(conf=vmflow_conf.CONF):
     """The jobs on the board (unclaimed or claimed), then the operations
     the board lost (state LOST, until a runner posts them again), as
-    dicts."""
+    dicts of :data:`JOB_FIELDS`."""
+    persistence = engine_persistence.get_persistence(conf)
     with jobboard.opened(conf) as board:
         jobs = list(board.iterjobs())
-        listed = [_job_dict(board, job) for job in jobs]
-        board_jobs = locks.BoardJobs.read(board, outcome.job_info)
+        listed = [_board_job_dict(board, job) for job in jobs]
+        board_jobs = locks.BoardJobs.of(jobs, outcome.job_info)
         namespace = board.namespace
-    with api.session_scope(api.get_engine(conf)) as session:
+    with api.session_scope(persistence.source_engine) as session:
         lost = recovery.find_lost(session, board_jobs, namespace)
-    return listed + [
-        {"uuid": row.job_uuid, "name": f"{row.action}:{row.instance_uuid}",
-         "state": LOST, "owner": None, "created_on": row.created_at,
-         "action": row.action, "instance_uuid": row.instance_uuid,
-         "request_id": row.request_id} for row in lost]
+        listed += [_lost_job_dict(row) for row in lost]
+        names = servers.names_by_uuid(
+            session, [record["instance_uuid"] for record in listed])
+    with engine_persistence.persistence_connection(persistence) as conn:
+        for record in listed:
+            record["server"] = names.get(record["instance_uuid"])
+            record.update(_progress_fields(_logbook_or_none(
+                conn, record["uuid"])))
+    return [{field: record.get(field) for field in JOB_FIELDS}
+            for record in listed]
 
 
-def _job_dict(board, job):
+def _board_job_dict(board, job):
     info = outcome.job_info(job) or {}
-    return {"uuid": job.uuid, "name": job.name, "state": job.state,
-            "owner": board.find_owner(job), "created_on": job.created_on,
-            "action": info.get("action"),
-            "instance_uuid": info.get("instance_uuid"),
-            "request_id": info.get("request_id")}
+    return dict(_claim_fields(board, job), uuid=job.uuid,
+                created_on=job.created_on, action=info.get("action"),
+                instance_uuid=info.get("instance_uuid"),
+                request_id=info.get("request_id"))
+
+
+def _lost_job_dict(row):
+    return {"uuid": row.job_uuid, "state": LOST,
+            "created_on": row.created_at, "action": row.action,
+            "instance_uuid": row.instance_uuid,
+            "request_id": row.request_id}
+
+
+def _claim_fields(board, job):
+    return {"state": job.state, "owner": board.find_owner(job),
+            "claim_expires_at": board.claim_expires_at(job)}
+
+
+def _logbook_or_none(conn, job_uuid):
+    try:
+        return conn.get_logbook(job_uuid)
+    except tf_exc.NotFound:  # the posting died before saving it
+        return None
+
+
+def _progress_fields(book):
+    """``progress`` (done/total) and ``failing`` (step: error) of the
+    operation's flow."""
+    flow_detail = next(iter(book), None) if book is not None else None
+    if flow_detail is None:
+        return {"progress": None, "failing": None}
+    flow = progress.factory_flow(flow_detail)
+    counted = progress.flow_progress(flow_detail, flow)
+    return {"progress": str(counted),
+            "failing": _failing_text(counted, flow, flow_detail.state)}
+
+
+def _failing_text(counted, flow, flow_state):
+    """``step: first line of its error``, clipped; None when no step
+    failed or the failure is a poll's "not yet" while the flow goes on."""
+    if counted.failing is None:
+        return None
+    if (flow_state == states.RUNNING and flow is not None
+            and counted.failing in progress.poll_steps(flow)):
+        return None
+    error = (counted.error or "").strip().splitlines()
+    text = f"{counted.failing}: {error[0]}" if error else counted.failing
+    if len(text) > FAILING_LENGTH:
+        text = text[:FAILING_LENGTH - 3] + "..."
+    return text
 
 
 def flow_steps(job_uuid, conf=vmflow_conf.CONF):
@@ -180,38 +244,63 @@ def flow_steps(job_uuid, conf=vmflow_conf.CONF):
     TaskFlow's injector atom, which holds the store)."""
     persistence = engine_persistence.get_persistence(conf)
     with engine_persistence.persistence_connection(persistence) as conn:
-        book = conn.get_logbook(job_uuid)
+        return _steps_of(_get_logbook(conn, job_uuid))
+
+
+def _steps_of(book):
     steps = []
     for flow_detail in book:
-        atoms = [(atom.name, atom.state) for atom in flow_detail
-                 if atom.name != storage.Storage.injector_name]
+        atoms = [(name, atom.state) for name, atom
+                 in progress.atom_details(flow_detail).items()]
         steps.extend(atoms or _pending_steps(flow_detail))
     return steps
 
 
 def _pending_steps(flow_detail):
     """The tasks of a flow no runner loaded yet, from its factory."""
-    if not (flow_detail.meta or {}).get("factory"):
+    flow = progress.factory_flow(flow_detail)
+    if flow is None:
         return []
-    flow = engines.flow_from_detail(flow_detail)
     return [(task.name, states.PENDING) for task in flows.iter_tasks(flow)]
 
 
 def describe_job(job_uuid, conf=vmflow_conf.CONF):
-    """One operation as a dict: what ``vmflow job show`` prints."""
-    status = operation_status(job_uuid, conf)
+    """One operation as a dict: what ``vmflow job show`` prints (the
+    fields of ``job list``, then its result and every step's state and
+    duration)."""
+    persistence = engine_persistence.get_persistence(conf)
+    with engine_persistence.persistence_connection(persistence) as conn:
+        book = _get_logbook(conn, job_uuid)
+    db_engine = persistence.source_engine
+    status = _status_of(book, db_engine)
     with jobboard.opened(conf) as board:
         job = board.find_job(job_uuid)
         if job is not None:
-            state, owner = job.state, board.find_owner(job)
+            claim = _claim_fields(board, job)
         else:
-            state, owner = (ENDED if status.finished else LOST), None
-    steps = flow_steps(job_uuid, conf)
-    return {"uuid": job_uuid, "action": status.action,
-            "instance_uuid": status.instance_uuid,
-            "request_id": status.request_id, "state": state,
-            "owner": owner, "result": status.result,
-            "message": status.message,
-            "running": ", ".join(status.running_steps),
-            "steps": "\n".join(f"{name}: {atom_state}"
-                               for name, atom_state in steps)}
+            claim = {"state": ENDED if status.finished else LOST}
+    with api.session_scope(db_engine) as session:
+        server = servers.names_by_uuid(
+            session, [status.instance_uuid]).get(status.instance_uuid)
+    record = dict(claim, uuid=job_uuid, action=status.action,
+                  instance_uuid=status.instance_uuid, server=server,
+                  created_on=book.created_at, request_id=status.request_id,
+                  **_progress_fields(book))
+    timings = actions.step_timings(db_engine, status.action_id)
+    return dict({field: record.get(field) for field in JOB_FIELDS},
+                result=status.result, message=status.message,
+                running=", ".join(status.running_steps),
+                steps="\n".join(_step_line(name, state, timings.get(name))
+                                 for name, state in _steps_of(book)))
+
+
+def _step_line(name, state, timing):
+    """``name: STATE (1.25 s)``: how long the step's runs took, and how
+    many there were when more than one (a poll, a resumed step)."""
+    if timing is None:
+        return f"{name}: {state}"
+    runs, seconds = timing
+    took = f"{seconds:.2f} s"
+    if runs > 1:
+        took = f"{runs} runs, {took}"
+    return f"{name}: {state} ({took})"

@@ -2,6 +2,7 @@
 import sqlalchemy
 
 from vmflow import exception
+from vmflow.engine import actions
 from vmflow.inventory import as_dict
 from vmflow.persistence import models
 
@@ -11,7 +12,8 @@ SHOW_COLUMNS = LIST_COLUMNS + ("vcpus", "memory_mb", "disk_gb", "created_at",
                                "launched_at", "deleted_at", "running_action",
                                "fault")
 EVENT_COLUMNS = ("action", "request_id", "event", "host", "start_time",
-                 "finish_time", "result", "traceback")
+                 "finish_time", "duration", "result", "error")
+EVENT_LONG_COLUMNS = EVENT_COLUMNS + ("traceback",)
 
 
 def _select_instances():
@@ -84,13 +86,37 @@ def show_server(session, name_or_uuid, project=None):
     return record
 
 
+def names_by_uuid(session, instance_uuids):
+    """``{uuid: name}`` of the instances ``instance_uuids`` (deleted ones
+    too), in one query."""
+    instance = models.Instance
+    return dict(session.execute(
+        sqlalchemy.select(instance.uuid, instance.name)
+        .where(instance.uuid.in_(set(instance_uuids)))).all())
+
+
 def list_events(session, instance_uuid):
+    """One dict per event of the instance's actions, oldest action first
+    (an action with no event yet: one dict with an empty event), with its
+    duration in seconds and its error on one line; ``traceback`` holds the
+    whole text."""
     action, event = models.InstanceAction, models.InstanceActionEvent
     rows = session.execute(
         sqlalchemy.select(action.action, action.request_id, event)
-        .join(event, event.action_id == action.id)
+        .outerjoin(event, event.action_id == action.id)
         .where(action.instance_uuid == instance_uuid)
-        .order_by(event.start_time, event.id))
-    return [dict(as_dict(ev, EVENT_COLUMNS[2:]), action=name,
-                 request_id=request_id)
+        .order_by(action.start_time, action.id, event.start_time, event.id))
+    return [_event_dict(name, request_id, ev)
             for name, request_id, ev in rows]
+
+
+def _event_dict(action_name, request_id, event):
+    record = dict.fromkeys(EVENT_LONG_COLUMNS)
+    record.update(action=action_name, request_id=request_id)
+    if event is not None:
+        record.update(as_dict(event, ("event", "host", "start_time",
+                                      "finish_time", "result", "traceback")))
+        record["duration"] = actions.event_seconds(event.start_time,
+                                                   event.finish_time)
+        record["error"] = actions.event_error(event.traceback)
+    return record

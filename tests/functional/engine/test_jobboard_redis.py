@@ -1,16 +1,19 @@
 """TaskFlow's Redis job board as vmflow configures it (Redis on
 127.0.0.1:6379), in a private namespace whose keys are deleted after."""
+import datetime
 import time
 import uuid
 
 import pytest
 import redis
+from oslo_utils import timeutils
 from taskflow import exceptions as tf_exc
 from taskflow import states
 from taskflow.types import entity
 
+from tests.functional.engine import helpers
 from vmflow import exception
-from vmflow.engine import jobboard, jobboard_redis
+from vmflow.engine import jobboard, jobboard_redis, operations
 
 
 @pytest.fixture
@@ -54,6 +57,36 @@ def test_post_claim_with_expiry_extend_consume(redis_board):
     assert job.state == states.COMPLETE
     assert redis_board.find_job(job.uuid) is None
     assert redis_board.job_count == 0
+
+
+def test_claim_expires_at_comes_from_the_owner_key(redis_board):
+    job = redis_board.post("job")
+    assert redis_board.claim_expires_at(job) is None
+    before = timeutils.utcnow()
+    redis_board.claim(job, "runner-a")
+    expires_at = redis_board.claim_expires_at(job)
+    # Redis counts the time to live in whole milliseconds.
+    assert (before + datetime.timedelta(seconds=5, milliseconds=-1)
+            <= expires_at <= timeutils.utcnow() + datetime.timedelta(
+                seconds=5))
+    assert redis_board.extend_claim(job, "runner-a", 60)
+    assert redis_board.claim_expires_at(job) > expires_at + \
+        datetime.timedelta(seconds=50)
+    redis_board.consume(job, "runner-a")
+    assert redis_board.claim_expires_at(job) is None
+
+
+def test_job_list_shows_a_claim_on_the_redis_board(conf, db, redis_board,
+                                                   trace_file):
+    job_uuid = helpers.post_sample(conf, db, trace_file)
+    before = timeutils.utcnow()
+    redis_board.claim(redis_board.find_job(job_uuid), "runner-a")
+    listed, = operations.list_jobs(conf)
+    assert (listed["uuid"], listed["state"], listed["owner"],
+            listed["progress"], listed["failing"]) == (
+        job_uuid, "CLAIMED", "runner-a", "0/2", None)
+    assert before < listed["claim_expires_at"] <= (
+        timeutils.utcnow() + datetime.timedelta(seconds=5))
 
 
 def test_an_expired_claim_is_taken_over(redis_board):

@@ -1,4 +1,5 @@
 """The embedded SQL job board on SQLite, PostgreSQL and MariaDB."""
+import datetime
 import socket
 import subprocess
 import threading
@@ -13,7 +14,7 @@ from taskflow.types import entity
 
 from tests.functional.engine import helpers, sample_flows
 from vmflow.engine import jobboard_sql, posting, runner
-from vmflow.persistence import api
+from vmflow.persistence import api, models
 
 CLAIM_RACE_JOBS = 50
 CLAIM_RACE_THREADS = 4
@@ -187,6 +188,33 @@ def test_extend_claim_keeps_the_claim_alive(sql_board):
     assert sql_board.find_owner(job) == "runner-a"
     assert sql_board.extend_claim(job, "runner-a", 1)
     assert not sql_board.extend_claim(job, "runner-b", 60)
+
+
+def assert_expires_in(expires_at, seconds, before, after):
+    """``expires_at`` is ``seconds`` after a moment between ``before`` and
+    ``after`` (to the second: MariaDB's DATETIME keeps no fraction)."""
+    delta = datetime.timedelta(seconds=seconds)
+    assert (before.replace(microsecond=0) + delta <= expires_at
+            <= after + delta + datetime.timedelta(seconds=1))
+
+
+def test_claim_expires_at_follows_the_claim(sql_board):
+    job = sql_board.post("job")
+    assert sql_board.claim_expires_at(job) is None
+    before = models.utcnow()
+    sql_board.claim(job, "runner-a")
+    assert_expires_in(sql_board.claim_expires_at(job), 5, before,
+                      models.utcnow())
+    before = models.utcnow()
+    assert sql_board.extend_claim(job, "runner-a", 60)
+    assert_expires_in(sql_board.claim_expires_at(job), 60, before,
+                      models.utcnow())
+    # An ended claim is no claim, though the row keeps its owner.
+    assert sql_board.expire_dead_claims(lambda owner: True) == [job.uuid]
+    assert sql_board.claim_expires_at(job) is None
+    sql_board.claim(job, "runner-b")
+    sql_board.consume(job, "runner-b")
+    assert sql_board.claim_expires_at(job) is None
 
 
 def test_an_owner_may_consume_after_its_claim_expired(sql_board):

@@ -44,6 +44,8 @@ def test_events_of_a_reverted_flow(conf, db, trace_file):
     assert action.message == "reverted after boom: boom fails on purpose"
     assert set(events) == {"first", "boom"}  # "never" never ran
     assert events["first"].result == actions.EVENT_REVERTED
+    # A reverted run keeps the time it ended, so its duration is its own.
+    assert events["first"].finish_time <= events["boom"].start_time
     assert events["boom"].result == actions.EVENT_FAILURE
     assert "RuntimeError: boom fails on purpose" in events["boom"].traceback
     assert "Traceback" in events["boom"].traceback

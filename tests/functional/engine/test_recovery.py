@@ -45,8 +45,9 @@ def lock_of(db, job_uuid):
 def test_a_lost_job_is_listed_lost_then_run_by_wait(conf, db, trace_file):
     job_uuid = post(conf, db, trace_file)
     lose(db, job_uuid)
-    listed = {job["uuid"]: job["state"] for job in operations.list_jobs(conf)}
-    assert listed == {job_uuid: operations.LOST}
+    listed = {job["uuid"]: (job["state"], job["owner"], job["progress"])
+              for job in operations.list_jobs(conf)}
+    assert listed == {job_uuid: (operations.LOST, None, "0/2")}
     assert operations.describe_job(job_uuid, conf)["state"] == "LOST"
 
     status = operations.wait_for_operation(job_uuid, conf, timeout=30,

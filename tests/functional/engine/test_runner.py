@@ -126,8 +126,11 @@ def test_threaded_executor_runs_flows_too(conf, db, trace_file):
 def test_list_jobs_and_flow_steps(conf, db, trace_file):
     job_uuid = post(conf, db, trace_file)
     listed, = operations.list_jobs(conf)
-    assert (listed["uuid"], listed["state"], listed["action"]) == (
-        job_uuid, "UNCLAIMED", "sample")
+    assert (listed["uuid"], listed["state"], listed["action"],
+            listed["owner"], listed["claim_expires_at"], listed["progress"],
+            listed["failing"]) == (
+        job_uuid, "UNCLAIMED", "sample", None, None, "0/2", None)
+    assert listed["server"].startswith("vm-")
     runner.run_job_inline(job_uuid, conf)
     assert operations.list_jobs(conf) == []
     assert operations.flow_steps(job_uuid, conf) == [
