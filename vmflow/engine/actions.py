@@ -174,12 +174,19 @@ def step_timings(engine, action_id):
             sqlalchemy.select(EVENTS.c.event, EVENTS.c.start_time,
                               EVENTS.c.finish_time)
             .where(EVENTS.c.action_id == action_id)).all()
+    return run_totals(rows)
+
+
+def run_totals(events):
+    """``{task name: (runs, seconds)}`` of event rows (with ``event``,
+    ``start_time`` and ``finish_time``)."""
     now = models.utcnow()
     timings = {}
-    for name, start_time, finish_time in rows:
-        runs, seconds = timings.get(name, (0, 0.0))
-        took = ((finish_time or now) - start_time).total_seconds()
-        timings[name] = (runs + 1, seconds + max(0.0, took))
+    for event in events:
+        runs, seconds = timings.get(event.event, (0, 0.0))
+        took = ((event.finish_time or now)
+                - event.start_time).total_seconds()
+        timings[event.event] = (runs + 1, seconds + max(0.0, took))
     return timings
 
 

@@ -170,8 +170,10 @@ def job_view(job_uuid, conf=vmflow_conf.CONF):
     if flow is None:
         raise exception.NotFound(kind="flow factory of job", name=job_uuid)
     details = progress.atom_details(record.flow_detail)
-    events = _events_by_step(record.events)
-    root = build_tree(flow, lambda node: _annotate(node, details, events))
+    hosts = _hosts_by_step(record.events)
+    timings = actions.run_totals(record.events)
+    root = build_tree(flow, lambda node: _annotate(node, details, timings,
+                                                   hosts))
     _recover_attempts(root, record.events)
     action = record.action
     return FlowView(
@@ -184,22 +186,20 @@ def job_view(job_uuid, conf=vmflow_conf.CONF):
         ended=action.finish_time if action is not None else None)
 
 
-def _events_by_step(events):
-    grouped = {}
+def _hosts_by_step(events):
+    """{task name: the hosts its runs ran on, in order, once each}."""
+    hosts = {}
     for event in events:
-        grouped.setdefault(event.event, []).append(event)
-    return grouped
+        if event.host:
+            hosts.setdefault(event.event, {})[event.host] = None
+    return {name: tuple(found) for name, found in hosts.items()}
 
 
-def _annotate(node, details, events):
+def _annotate(node, details, timings, hosts):
     detail = details.get(node.name)
     node.state = states.PENDING if detail is None else detail.state
-    runs = events.get(node.name, [])
-    node.runs = len(runs)
-    if runs:
-        node.seconds = sum(_seconds(event) for event in runs)
-        node.hosts = tuple(dict.fromkeys(event.host for event in runs
-                                         if event.host))
+    node.runs, node.seconds = timings.get(node.name, (0, None))
+    node.hosts = hosts.get(node.name, ())
     if detail is None:
         return
     failure = detail.failure or getattr(detail, "revert_failure", None)
@@ -251,12 +251,6 @@ def _traceback_text(traceback):
     kind, _, message = text.partition(": ")
     return clip(f"{kind.rsplit('.', 1)[-1]}: {message}" if message
                 else text, ERROR_LENGTH)
-
-
-def _seconds(event):
-    end = event.finish_time or datetime.datetime.now(
-        datetime.timezone.utc).replace(tzinfo=None)
-    return max(0.0, (end - event.start_time).total_seconds())
 
 
 def _failure_text(failure):
