@@ -19,6 +19,7 @@ from vmflow import exception
 from vmflow.visual import graph
 
 PLAN = "PLAN"
+BACKSLASH = "\u29f5"  # REVERSE SOLIDUS OPERATOR
 # (fill, font colour) per atom state; PLAN: nothing ran (plan view).
 STATE_COLOURS = {
     states.PENDING: ("#ffffff", "#000000"),
@@ -43,10 +44,15 @@ def colours_of(state):
 
 
 def dot_string(text):
-    """``text`` as a quoted DOT string: backslashes and quotes escaped,
-    newlines as graphviz's centred line breaks."""
-    escaped = (str(text).replace("\\", "\\\\").replace('"', '\\"')
-               .replace("\r", "").replace("\n", "\\n"))
+    """``text`` as a quoted DOT string that graphviz shows as is: quotes
+    escaped, newlines as its centred line breaks, ``&`` as an entity
+    (graphviz decodes entities in labels). A backslash is drawn as
+    :data:`BACKSLASH`: graphviz reads every backslash as an escape
+    (``\\N`` is the node's name), also one written as an entity or after
+    another backslash. The text view keeps the exact text."""
+    escaped = (str(text).replace("&", "&amp;").replace("\\", BACKSLASH)
+               .replace('"', '\\"').replace("\r", "")
+               .replace("\n", "\\n"))
     return f'"{escaped}"'
 
 
