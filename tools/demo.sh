@@ -167,7 +167,13 @@ echo "demo: on the second host: $(guest_size "$URI2"); none left on the first"
 
 step "what happened: one action per operation, one event per step"
 set -x
-vmflow server event-list demo-vm -c action -c event -c result
+vmflow server event-list demo-vm -c action -c event -c duration -c result
+{ set +x; } 2>/dev/null
+
+step "the last operation's flow, drawn from the database (text and SVG)"
+set -x
+vmflow flow show --server demo-vm
+vmflow flow show --server demo-vm --format svg -o "$DEMO/last-operation.svg"
 { set +x; } 2>/dev/null
 
 step "delete, and check nothing is left (vmflow audit)"
