@@ -75,6 +75,10 @@ check "server show" vmflow server show vm1 -f value -c vm_state
 [[ "$(cat "$work/out")" == active ]] || die "vm1 is $(cat "$work/out"), not active"
 check "server delete --wait" vmflow server delete vm1 --wait
 check "audit" vmflow audit
+check "flow show (svg)" vmflow flow show --server vm1 --format svg \
+    -o "$work/delete.svg"
+grep -q 'id="atom-MarkInstanceDeleted"' "$work/delete.svg" \
+    || die "flow show drew no MarkInstanceDeleted step"
 
 # the web view: its templates are installed with the package, and the
 # build and the delete above are listed, each job page with its graph
