@@ -21,8 +21,8 @@ The count is steps done / total, so a step starts at ``[done/total]``.
 
 Both show, once per run of a step, a step that failed, is reverted or
 whose revert failed. A poll step fails on every expected "not yet" and is
-reverted before its retry: a poll's "running" is shown once while it
-polls, its failures and reverts only once the operation ended.
+reverted before its retry: those are not shown, and its "running" only
+once while it polls; its other failures (its deadline passed) are.
 """
 import logging
 import sys
@@ -52,8 +52,8 @@ class JobFlow:
             flow_detail = next(iter(conn.get_logbook(job_uuid)))
         self._flow_uuid = flow_detail.uuid
         self._flow = engine_progress.factory_flow(flow_detail)
-        self.polls = (engine_progress.poll_steps(self._flow)
-                      if self._flow is not None else set())
+        self.not_yet = (engine_progress.expected_failures(self._flow)
+                        if self._flow is not None else {})
 
     def read(self):
         """(:class:`~vmflow.engine.progress.FlowProgress`, {task name:
@@ -69,17 +69,20 @@ class JobFlow:
 class StepNotices:
     """Which step lines to show: a step's start once per run (a poll's
     once while it polls) and, once per run of a step, its failure, its
-    revert and its revert's failure -- a poll's only at the end."""
+    revert and its revert's failure -- not a poll's expected "not yet"
+    and the revert that follows it (``not_yet``: {poll step: its "not
+    yet" exception class}, :func:`~vmflow.engine.progress.
+    expected_failures`)."""
 
-    def __init__(self, polls):
-        self._polls = polls
+    def __init__(self, not_yet):
+        self._not_yet = not_yet
         self._polling = set()
         self._shown = {}
 
     def started(self, step):
         """Whether to show that ``step`` started running."""
         self._shown.pop(step, None)
-        if step not in self._polls:
+        if step not in self._not_yet:
             self._polling.clear()
             return True
         if step in self._polling:
@@ -87,26 +90,27 @@ class StepNotices:
         self._polling.add(step)
         return True
 
-    def new(self, details, ended=False):
+    def new(self, details):
         """[(step, what happened)] not shown yet, in flow order."""
         notices = []
         for step, detail in details.items():
             shown = self._shown.setdefault(step, set())
-            for kind, text in _happenings(detail, ended
-                                          or step not in self._polls):
+            for kind, text in _happenings(detail, self._not_yet.get(step)):
                 if kind not in shown:
                     shown.add(kind)
                     notices.append((step, text))
         return notices
 
 
-def _happenings(detail, failures_shown):
+def _happenings(detail, not_yet):
     """[(kind, text)] of what a step's atom detail records."""
     happened = []
-    if failures_shown and detail.failure is not None:
+    if detail.failure is not None:
+        if not_yet is not None and detail.failure.check(not_yet):
+            return []  # the poll goes on
         happened.append(("failed",
                          f"failed: {_first_line(detail.failure)}"))
-    if failures_shown and detail.state in REVERT_STATES:
+    if detail.state in REVERT_STATES:
         happened.append(("reverted", detail.state.lower()))
     if detail.revert_failure is not None:
         happened.append(("revert failed", "revert failed: "
@@ -257,7 +261,7 @@ class WaitProgress:
     def __init__(self, job_uuid, label, stream, conf=vmflow_conf.CONF):
         self._started = time.monotonic()
         self._flow = JobFlow(job_uuid, conf)
-        self._notices = StepNotices(self._flow.polls)
+        self._notices = StepNotices(self._flow.not_yet)
         self._lock = threading.Lock()
         self._display = open_display(stream, label, *self._flow.read())
 
@@ -280,15 +284,15 @@ class WaitProgress:
         with self._lock:
             self._show(*self._flow.read())
 
-    def _show(self, progress, details, ended=False):
+    def _show(self, progress, details):
         self._display.update(progress, details)
-        for step, what in self._notices.new(details, ended):
+        for step, what in self._notices.new(details):
             self._display.notice(step, what, progress, self._elapsed())
 
     def end(self, succeeded):
         with self._lock:
             progress, details = self._flow.read()
-            self._show(progress, details, ended=True)
+            self._show(progress, details)
             self._display.end(progress, succeeded, self._elapsed())
 
     def close(self):
