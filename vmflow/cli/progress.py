@@ -25,6 +25,7 @@ reverted before its retry: those are not shown, and its "running" only
 once while it polls; its other failures (its deadline passed) are.
 """
 import logging
+import os
 import sys
 import threading
 import time
@@ -40,6 +41,7 @@ from vmflow.engine import persistence as engine_persistence
 from vmflow.engine import progress as engine_progress
 
 REVERT_STATES = (states.REVERTING, states.REVERTED)
+DUMB_TERMINALS = ("dumb", "unknown")  # no cursor movement (as rich says)
 
 
 class JobFlow:
@@ -244,12 +246,20 @@ def _log_above(stream):
 
 
 def open_display(stream, label, progress, details):
-    """A :class:`LiveDisplay` when ``stream`` is a terminal rich can
-    redraw on, else a :class:`PlainDisplay`."""
-    console = rich_console.Console(file=stream)
-    if console.is_terminal and not console.is_dumb_terminal:
-        return LiveDisplay(console, label, progress, details)
+    """A :class:`LiveDisplay` when ``stream`` is a terminal that can redraw
+    a line, else a :class:`PlainDisplay` (FORCE_COLOR and the like do not
+    turn a log into a terminal)."""
+    if is_terminal(stream):
+        return LiveDisplay(rich_console.Console(file=stream,
+                                                force_terminal=True),
+                           label, progress, details)
     return PlainDisplay(stream, label)
+
+
+def is_terminal(stream):
+    isatty = getattr(stream, "isatty", None)
+    return (isatty is not None and isatty()
+            and os.environ.get("TERM") not in DUMB_TERMINALS)
 
 
 class WaitProgress:

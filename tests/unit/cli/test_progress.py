@@ -1,6 +1,7 @@
 """vmflow.cli.progress's choice of step lines and their text, on real
 TaskFlow atom details and failures; the polls of real flows."""
 import io
+import os
 
 from oslo_utils import uuidutils
 from taskflow import states
@@ -126,7 +127,8 @@ def test_plain_lines():
     assert progress.started_text(detail("A", states.RUNNING)) == "running"
 
 
-def test_a_stream_that_is_not_a_terminal_gets_plain_lines():
+def test_a_stream_that_is_not_a_terminal_gets_plain_lines(monkeypatch):
+    monkeypatch.setenv("FORCE_COLOR", "1")  # a log it remains
     counted = engine_progress.FlowProgress(
         done=0, total=2, running=(), failing=None, error=None)
     stream = io.StringIO()
@@ -137,3 +139,13 @@ def test_a_stream_that_is_not_a_terminal_gets_plain_lines():
     display.close()
     assert stream.getvalue() == ("stop vm1: [0/2] A running (0.0 s)\n"
                                  "stop vm1: [0/2] succeeded (0.1 s)\n")
+
+
+def test_a_dumb_terminal_is_no_terminal_to_redraw_on(monkeypatch):
+    monkeypatch.setenv("TERM", "dumb")
+    master, slave = os.openpty()
+    with os.fdopen(slave, "w") as terminal:
+        assert progress.is_terminal(terminal) is False
+        monkeypatch.setenv("TERM", "xterm")
+        assert progress.is_terminal(terminal) is True
+    os.close(master)
