@@ -22,6 +22,7 @@ import dataclasses
 
 from taskflow import engines
 from taskflow import flow as tf_flow
+from taskflow.persistence import models as tf_models
 from taskflow import states
 from taskflow import storage
 
@@ -66,7 +67,7 @@ def flow_progress(flow_detail, flow=None):
         names = [task.name for task in flows.iter_tasks(flow)]
     else:
         names = [name for name, detail in details.items()
-                 if detail.atom_type == "TASK"]
+                 if isinstance(detail, tf_models.TaskDetail)]
     task_states = {name: _state(details.get(name)) for name in names}
     failing, error = _first_failure(names, details)
     return FlowProgress(
