@@ -1,5 +1,6 @@
 """Fixtures shared by every test layer."""
 import os
+import re
 import subprocess
 import sys
 import time
@@ -11,6 +12,26 @@ from vmflow.persistence import api, migration
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN_DIR = os.path.dirname(sys.executable)
+# A plain --wait line of a step, "build vm1: [4/11] CreateDisks running
+# (3.2 s)", not the last line ("... [0/11] failed at CreateDisks (3.3 s)").
+STEP_LINE = re.compile(
+    r"(?P<label>.+?): \[(?P<done>\d+)/(?P<total>\d+)\] "
+    r"(?!failed at |failed \(|succeeded \()(?P<step>\S+) (?P<what>.+) "
+    r"\((?P<seconds>\d+\.\d) s\)")
+
+
+def progress_lines(stderr):
+    """The plain ``--wait`` progress lines of ``stderr``, as dicts of
+    :data:`STEP_LINE`'s groups."""
+    return [match.groupdict() for match in map(STEP_LINE.fullmatch,
+                                               stderr.splitlines()) if match]
+
+
+def started_steps(stderr):
+    """The steps ``--wait`` showed starting (``running``, or ``done`` when
+    a runner ended it between two polls), in order."""
+    return [line["step"] for line in progress_lines(stderr)
+            if line["what"] in ("running", "done")]
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy
 
 from tests.cloud import image_file  # noqa: F401 (fixture)
-from tests.conftest import wait_until
+from tests.conftest import progress_lines, started_steps, wait_until
 from vmflow import flows
 from vmflow.flows import build, delete
 from vmflow.persistence import api, models
@@ -135,11 +135,10 @@ def test_with_a_runner_alive_the_posted_build_runs_there(cloud_cli):
     finally:
         runner.send_signal(signal.SIGTERM)
         assert runner.wait(timeout=60) == 0
-    shown = [line.split(": ", 1)[1].removesuffix(" running")
-             for line in deleted.stderr.splitlines()
-             if line.startswith("delete vm1: ")]
-    assert shown == [task.name for task in
-                     flows.iter_tasks(delete.get_delete_flow())]
+    assert started_steps(deleted.stderr) == [
+        task.name for task in flows.iter_tasks(delete.get_delete_flow())]
+    assert deleted.stderr.splitlines()[-1].startswith(
+        "delete vm1: [10/10] succeeded (")
     # A deleted server's history stays readable: by uuid, or --deleted.
     assert cli("server", "event-list", "vm1", check=False).returncode == 1
     for name in (server["uuid"], "vm1 --deleted"):
@@ -155,7 +154,10 @@ def test_a_failed_build_exits_1_with_the_fault_and_deletes_cleanly(
     failed = cli("server", "create", "vm1", "--flavor", "tiny", "--image",
                  "img", "--wait", check=False)
     assert failed.returncode == 1
-    assert "build vm1: ReserveQuota running" in failed.stderr
+    assert started_steps(failed.stderr) == ["MarkInstanceErrorOnRevert",
+                                            "ReserveQuota"]
+    assert "build vm1: [1/11] ReserveQuota failed: quota exceeded" in (
+        failed.stderr)
     last_line = failed.stderr.strip().splitlines()[-1]
     assert last_line.startswith("vmflow: error: build of server vm1 failed: "
                                 "ReserveQuota failed: quota exceeded")
@@ -177,14 +179,17 @@ def test_create_wait_runs_inline_and_shows_each_step(cloud_cli):
     server = as_json(result)
     assert (server["vm_state"], server["power_state"]) == ("active",
                                                           "running")
-    steps = [line.split(": ")[1] for line in result.stderr.splitlines()]
-    assert steps[0] == "MarkInstanceErrorOnRevert running"
-    assert steps[-1] == "MarkInstanceActive running"
-    assert "StartDomain running" in steps
-    # Each step once: run here, they are not reported again from events.
-    running = [step for step in steps if step.endswith(" running")]
-    assert running == [f"{task.name} running" for task in
-                       flows.iter_tasks(build.get_build_flow())]
+    # Each step once, in order, counted as it starts (steps done / total):
+    # run here, they are not reported again from events.
+    tasks = [task.name for task in flows.iter_tasks(build.get_build_flow())]
+    lines = progress_lines(result.stderr)
+    assert [(line["label"], line["done"], line["total"], line["step"],
+             line["what"]) for line in lines] == [
+        ("build vm1", str(done), str(len(tasks)), name, "running")
+        for done, name in enumerate(tasks)]
+    assert result.stderr.splitlines()[-1].startswith(
+        f"build vm1: [{len(tasks)}/{len(tasks)}] succeeded (")
+    assert "\x1b" not in result.stderr
 
 
 def test_a_build_whose_revert_fails_ends_error_and_delete_cleans_up(
@@ -195,7 +200,8 @@ def test_a_build_whose_revert_fails_ends_error_and_delete_cleans_up(
                  env={"VMFLOW_FAIL_AT": "StartDomain",
                       "VMFLOW_FAIL_REVERT_AT": "CreateDisks"})
     assert failed.returncode == 1
-    assert "build vm1: CreateDisks revert_failure" in failed.stderr
+    assert "build vm1: [4/11] CreateDisks revert failed: injected fault" in (
+        failed.stderr)
     server = as_json(cli("server", "show", "vm1", "-f", "json"))
     # The sentinel's revert never ran; the job's end put it in ERROR.
     assert (server["vm_state"], server["task_state"]) == ("error", None)

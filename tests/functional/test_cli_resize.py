@@ -18,7 +18,7 @@ import subprocess
 import pytest
 
 from tests.cloud import NODE_XML, image_file  # noqa: F401 (fixture)
-from tests.conftest import Cli
+from tests.conftest import Cli, started_steps
 from tests.functional.test_cli_server_actions import (  # noqa: F401
     bring_to, cloud_cli, every_row)
 from vmflow import compute
@@ -50,9 +50,7 @@ def other_host(host):
 
 
 def shown_steps(result):
-    return [line.split(": ", 1)[1].removesuffix(" running")
-            for line in result.stderr.splitlines()
-            if line.endswith(" running")]
+    return started_steps(result.stderr)
 
 
 def task_names(factory):

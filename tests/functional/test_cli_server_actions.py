@@ -32,7 +32,7 @@ import pytest
 import sqlalchemy
 
 from tests.cloud import image_file  # noqa: F401 (fixture)
-from tests.conftest import write_config
+from tests.conftest import started_steps, write_config
 from tests.functional.test_cli_operations import seed_cloud
 from vmflow import compute, server_actions
 from vmflow import conf as vmflow_conf
@@ -316,9 +316,8 @@ def test_allowed_pairs_succeed(cloud_cli, state, operation):
     assert (server["vm_state"], server["task_state"]) == (after, None)
     assert cli.json("server", "show", uuid)["vm_state"] == after
     verb = action_name(operation)
-    shown_steps = [line.split(": ", 1)[1].removesuffix(" running")
-                   for line in result.stderr.splitlines()]
-    assert shown_steps == steps_that_run(operation), result.stderr
+    assert started_steps(result.stderr) == steps_that_run(operation), (
+        result.stderr)
     events = [event for event in cli.json("server", "event-list", "vm1")
               if event["action"] == verb]
     assert [(event["event"], event["result"]) for event in events] == [

@@ -1,15 +1,13 @@
 """Shared parts of the commands that post an operation (``--wait``)."""
-from taskflow import states
-
 from vmflow import exception
+from vmflow.cli import progress
 from vmflow.engine import operations
 from vmflow.inventory import servers
 
-WAIT_HELP = ("Wait until the operation ends, showing each step as it runs; "
-             "runs it in this process when no vmflow-engine is running. "
-             "Exit 1 with the fault when it failed.")
-SHOWN_STATES = (states.RUNNING, states.FAILURE, states.REVERTING,
-                states.REVERT_FAILURE)
+WAIT_HELP = ("Wait until the operation ends, showing its progress (steps "
+             "done, the step running, the time it took); runs it in this "
+             "process when no vmflow-engine is running. Exit 1 with the "
+             "fault when it failed.")
 
 
 def add_wait_argument(parser):
@@ -17,19 +15,19 @@ def add_wait_argument(parser):
 
 
 def wait_for(command, request, action, server):
-    """Wait for ``request``; raise OperationFailed with the instance's
-    fault when it did not succeed."""
-    def show_step(step, state):
-        if state in SHOWN_STATES:
-            command.app.stderr.write(f"{action} {server}: {step} "
-                                     f"{state.lower()}\n")
-            command.app.stderr.flush()
-
+    """Wait for ``request``, showing its progress on stderr; raise
+    OperationFailed with the instance's fault when it did not succeed."""
+    shown = progress.WaitProgress(request.job_uuid, f"{action} {server}",
+                                  command.app.stderr)
     try:
-        status = operations.wait_for_operation(request.job_uuid,
-                                               on_progress=show_step)
+        status = operations.wait_for_operation(
+            request.job_uuid, on_progress=shown.step_changed,
+            on_poll=shown.polled)
+        shown.end(status.succeeded)
     except KeyboardInterrupt:
         raise exception.StoppedWaiting(job=request.job_uuid) from None
+    finally:
+        shown.close()
     if status.succeeded:
         return status
     with command.session() as session:

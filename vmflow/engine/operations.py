@@ -95,12 +95,14 @@ def any_runner_alive(conf=vmflow_conf.CONF, board=None):
 
 def wait_for_operation(job_uuid, conf=vmflow_conf.CONF, on_progress=None,
                        timeout=None, run_inline=True,
-                       poll_interval=POLL_INTERVAL):
+                       poll_interval=POLL_INTERVAL, on_poll=None):
     """Wait until the operation of job ``job_uuid`` ends; its final status.
 
     With ``run_inline`` and no runner alive, the job runs in this process.
     ``on_progress(task_name, state)`` reports steps as they start
-    (``RUNNING``) -- and, inline, every transition. Raises
+    (``RUNNING``) -- and, inline, every transition. ``on_poll(status)``
+    is called with every status read (each ``poll_interval``, and the
+    final one). Raises
     :class:`~vmflow.exception.OperationTimeout` after ``timeout`` seconds.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -111,6 +113,8 @@ def wait_for_operation(job_uuid, conf=vmflow_conf.CONF, on_progress=None,
         while True:
             status = operation_status(job_uuid, conf)
             reported.report(status, persistence.source_engine)
+            if on_poll is not None:
+                on_poll(status)
             if status.finished:
                 return status
             if run_inline and not runner.live_runners(board):

@@ -14,13 +14,15 @@ list/show`` and the web view, so all three count the same way:
 
 A poll (a task its retry controller runs again on an expected "not yet",
 :class:`~vmflow.tasks.domain.RetryPollUntilDeadline`) fails on every
-"not yet": :func:`poll_steps` names them so a display can leave those
-failures out while the poll goes on.
+"not yet": :func:`poll_steps` names them (:func:`expected_failures` with
+the "not yet" of each) so a display can leave those failures out while
+the poll goes on.
 """
 import dataclasses
 
 from taskflow import engines
 from taskflow import flow as tf_flow
+from taskflow.persistence import models as tf_models
 from taskflow import states
 from taskflow import storage
 
@@ -65,7 +67,7 @@ def flow_progress(flow_detail, flow=None):
         names = [task.name for task in flows.iter_tasks(flow)]
     else:
         names = [name for name, detail in details.items()
-                 if detail.atom_type == "TASK"]
+                 if isinstance(detail, tf_models.TaskDetail)]
     task_states = {name: _state(details.get(name)) for name in names}
     failing, error = _first_failure(names, details)
     return FlowProgress(
@@ -94,16 +96,22 @@ def _first_failure(names, details):
 
 def poll_steps(flow):
     """Names of the tasks run by a polling retry controller."""
-    names = set()
-    _collect_polls(flow, names, polling=False)
-    return names
+    return set(expected_failures(flow))
 
 
-def _collect_polls(flow, names, polling):
-    polling = polling or isinstance(flow.retry,
-                                           domain.RetryPollUntilDeadline)
+def expected_failures(flow):
+    """{poll task name: the "not yet" exception class its retry controller
+    polls again on}: a failure of another class is a real one."""
+    found = {}
+    _collect_polls(flow, found, not_yet=None)
+    return found
+
+
+def _collect_polls(flow, found, not_yet):
+    if isinstance(flow.retry, domain.RetryPollUntilDeadline):
+        not_yet = flow.retry.not_yet
     for node, _meta in flow.iter_nodes():
         if isinstance(node, tf_flow.Flow):
-            _collect_polls(node, names, polling)
-        elif polling:
-            names.add(node.name)
+            _collect_polls(node, found, not_yet)
+        elif not_yet is not None:
+            found[node.name] = not_yet
