@@ -77,8 +77,13 @@ check "server delete --wait" vmflow server delete vm1 --wait
 check "audit" vmflow audit
 check "flow show (svg)" vmflow flow show --server vm1 --format svg \
     -o "$work/delete.svg"
-grep -q 'id="atom-MarkInstanceDeleted"' "$work/delete.svg" \
-    || die "flow show drew no MarkInstanceDeleted step"
+"$venv/bin/python" - "$work/delete.svg" <<'EOF' \
+        || die "flow show's SVG of the delete has no MarkInstanceDeleted step"
+import sys
+from lxml import etree
+ids = {element.get("id") for element in etree.parse(sys.argv[1]).iter()}
+assert "atom-MarkInstanceDeleted" in ids, sorted(filter(None, ids))
+EOF
 
 # the web view: its templates are installed with the package, and the
 # build and the delete above are listed, each job page with its graph

@@ -225,16 +225,13 @@ def _progress_fields(book):
     flow = progress.factory_flow(flow_detail)
     counted = progress.flow_progress(flow_detail, flow)
     return {"progress": str(counted),
-            "failing": _failing_text(counted, flow, flow_detail.state)}
+            "failing": _failing_text(counted)}
 
 
-def _failing_text(counted, flow, flow_state):
+def _failing_text(counted):
     """``step: first line of its error``, clipped; None when no step
-    failed or the failure is a poll's "not yet" while the flow goes on."""
+    failed."""
     if counted.failing is None:
-        return None
-    if (flow_state == states.RUNNING and flow is not None
-            and counted.failing in progress.poll_steps(flow)):
         return None
     error = (counted.error or "").strip().splitlines()
     text = f"{counted.failing}: {error[0]}" if error else counted.failing

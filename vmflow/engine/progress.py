@@ -9,8 +9,9 @@ list/show`` and the web view, so all three count the same way:
   reboot's hard path when the soft one worked);
 * ``done``: the tasks that succeeded (a reverted task is not done);
 * ``failing``: the first task, in flow order, whose failure is recorded
-  (its revert's failure too), with that error's message; a failure in a
-  branch a later attempt skipped (IGNORE) does not count.
+  (its revert's failure too), with that error's message; neither a
+  failure in a branch a later attempt skipped (IGNORE) nor a poll's
+  expected "not yet" (below) counts.
 
 A poll (a task its retry controller runs again on an expected "not yet",
 :class:`~vmflow.tasks.domain.RetryPollUntilDeadline`) fails on every
@@ -69,7 +70,8 @@ def flow_progress(flow_detail, flow=None):
         names = [name for name, detail in details.items()
                  if isinstance(detail, tf_models.TaskDetail)]
     task_states = {name: _state(details.get(name)) for name in names}
-    failing, error = _first_failure(names, details)
+    not_yet = expected_failures(flow) if flow is not None else {}
+    failing, error = _first_failure(names, details, not_yet)
     return FlowProgress(
         done=sum(state == states.SUCCESS for state in task_states.values()),
         total=sum(state != states.IGNORE for state in task_states.values()),
@@ -82,11 +84,14 @@ def _state(detail):
     return states.PENDING if detail is None else detail.state
 
 
-def _first_failure(names, details):
+def _first_failure(names, details, not_yet):
     for name in names:
         detail = details.get(name)
         if detail is None or detail.state == states.IGNORE:
             continue  # an IGNOREd failure was a retried attempt's
+        if detail.failure is not None and name in not_yet and (
+                detail.failure.check(not_yet[name])):
+            continue  # a poll's "not yet": it polls again
         for failure in (detail.failure,
                         getattr(detail, "revert_failure", None)):
             if failure is not None:

@@ -16,7 +16,6 @@ import datetime
 import json
 
 import sqlalchemy
-from taskflow import states
 
 from vmflow import conf as vmflow_conf
 from vmflow import exception
@@ -30,9 +29,6 @@ LOGBOOKS = sqlalchemy.table("logbooks", sqlalchemy.column("uuid"),
                             sqlalchemy.column("meta"),
                             sqlalchemy.column("created_at"))
 INSTANCES = models.Instance.__table__
-# Atom states that mean the flow is undoing its work: a poll's failure is
-# then a real one, no longer a "not yet".
-REVERT_STATES = (states.REVERTING, states.REVERTED, states.REVERT_FAILURE)
 
 
 @dataclasses.dataclass
@@ -178,8 +174,8 @@ def _summary(uuid, info, board_state, action_row, names, flow_detail,
         instance_name=names.get(info["instance_uuid"]),
         state=_state(board_state, ended is not None),
         result=action_row.result if action_row is not None else None,
-        progress=(shown_progress(flow_detail, ended is not None,
-                                 factory_flows(flow_detail))
+        progress=(progress.flow_progress(flow_detail,
+                                         factory_flows(flow_detail))
                   if flow_detail is not None else None),
         started=action_row.start_time if action_row is not None else None,
         ended=ended)
@@ -191,20 +187,6 @@ def _state(board_state, finished):
     if board_state is not None:
         return board_state
     return operations.ENDED if finished else operations.LOST
-
-
-def shown_progress(flow_detail, finished, flow):
-    """:func:`~vmflow.engine.progress.flow_progress` of ``flow_detail``
-    (``flow``: its factory flow), without the failure of a poll that is
-    still polling (its "not yet" is no failure)."""
-    counted = progress.flow_progress(flow_detail, flow)
-    if (counted.failing is None or finished or flow is None
-            or counted.failing not in progress.poll_steps(flow)):
-        return counted
-    details = progress.atom_details(flow_detail).values()
-    if any(detail.state in REVERT_STATES for detail in details):
-        return counted
-    return dataclasses.replace(counted, failing=None, error=None)
 
 
 def job_detail(job_uuid, conf=vmflow_conf.CONF):
