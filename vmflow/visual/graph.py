@@ -67,6 +67,7 @@ class FlowNode:
     retry: AtomNode | None
     children: list
     links: list
+    seconds: float | None = None  # first step's start to last one's end
 
     def atoms(self):
         """Every atom inside, in order (retry first)."""
@@ -175,6 +176,7 @@ def job_view(job_uuid, conf=vmflow_conf.CONF):
     root = build_tree(flow, lambda node: _annotate(node, details, timings,
                                                    hosts))
     _recover_attempts(root, record.events)
+    _add_spans(root, record.events)
     action = record.action
     return FlowView(
         title=f"{record.info['action']} of {record.server_label}",
@@ -241,6 +243,24 @@ def _recover_attempts(flow, events):
                                        _traceback_text(event.traceback))
         previous = event
     retry.attempts = attempts
+
+
+def _add_spans(flow, events):
+    """Each flow's time from its first step's start to its last step's end
+    (now for one still running); a retry's is its flow's."""
+    for child in flow.children:
+        if isinstance(child, FlowNode):
+            _add_spans(child, events)
+    names = {atom.name for atom in flow.atoms() if atom.kind == "task"}
+    runs = [event for event in events if event.event in names]
+    if not runs:
+        return
+    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    start = min(event.start_time for event in runs)
+    end = max(event.finish_time or now for event in runs)
+    flow.seconds = max(0.0, (end - start).total_seconds())
+    if flow.retry is not None:
+        flow.retry.seconds = flow.seconds
 
 
 def _traceback_text(traceback):

@@ -115,6 +115,8 @@ def _text_flow(flow, depth, lines, condition):
         heading += f" if {condition}"
     if flow.state == states.IGNORE:
         heading += " — skipped"
+    if flow.seconds is not None:
+        heading += f" · {flow.seconds:.2f} s"
     lines.append(heading)
     conditions = {id(link.target): link.decider for link in flow.links
                   if link.decider}
@@ -198,6 +200,8 @@ class _DotBuilder:
     @staticmethod
     def _flow_label(flow):
         label = f"{flow.name} ({flow.pattern})"
+        if flow.seconds is not None:
+            label += f" · {flow.seconds:.2f} s"
         return label + " — skipped" if flow.state == states.IGNORE else label
 
     def _add_atom(self, atom, parent):
