@@ -177,8 +177,11 @@ def test_a_real_runner_confirms_a_resize_it_ran_by_itself(
                 post().job_uuid, conf, run_inline=False, timeout=120)
             assert status.succeeded, status.message
         [migration] = helpers.rows(cloud.engine, models.Migration)
+        # The migration is CONFIRMED one step before the confirm's last
+        # (the instance's): wait for both, the runner stops after.
         wait_until(lambda: migration_status(cloud, migration.uuid)
-                   == migrations.CONFIRMED, 60,
+                   == migrations.CONFIRMED and cloud.instance(
+                       migration.instance_uuid)["task_state"] is None, 60,
                    "the runner to confirm the resize")
     finally:
         assert helpers.stop_process(runner) == 0, log_path.read_text()
