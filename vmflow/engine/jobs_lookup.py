@@ -15,11 +15,12 @@ from vmflow import exception
 from vmflow.engine import actions, outcome, posting
 from vmflow.engine import persistence as engine_persistence
 from vmflow.inventory import servers
-from vmflow.persistence import api, models
+from vmflow.persistence import api
 
 LOGBOOKS = sqlalchemy.table("logbooks", sqlalchemy.column("uuid"),
                             sqlalchemy.column("name"),
-                            sqlalchemy.column("meta"))
+                            sqlalchemy.column("meta"),
+                            sqlalchemy.column("created_at"))
 
 
 @dataclasses.dataclass
@@ -58,9 +59,8 @@ def load_job_record(job_uuid, conf=vmflow_conf.CONF):
 
 
 def _server_label(session, instance_uuid):
-    name = session.scalar(sqlalchemy.select(models.Instance.name).where(
-        models.Instance.uuid == instance_uuid))
-    return name or instance_uuid
+    names = servers.names_by_uuid(session, [instance_uuid])
+    return names.get(instance_uuid) or instance_uuid
 
 
 def find_server_job(name_or_uuid, request_id=None, project=None,
@@ -92,14 +92,18 @@ def _job_of_action(session, instance_uuid, action):
     for uuid, meta in session.execute(
             sqlalchemy.select(LOGBOOKS.c.uuid, LOGBOOKS.c.meta)
             .where(LOGBOOKS.c.name == name)):
-        info = _json(meta).get(outcome.META_KEY) or {}
+        info = logbook_meta(meta).get(outcome.META_KEY) or {}
         if info.get("action_id") == action.id:
             return uuid
     return None
 
 
-def _json(text):
+def logbook_meta(meta):
+    """A logbook row's ``meta`` column as a dict ({} when unreadable)."""
+    if isinstance(meta, dict):
+        return meta
     try:
-        return json.loads(text) if text else {}
+        value = json.loads(meta) if meta else {}
     except ValueError:
         return {}
+    return value if isinstance(value, dict) else {}

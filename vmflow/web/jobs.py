@@ -21,13 +21,11 @@ from vmflow import conf as vmflow_conf
 from vmflow import exception
 from vmflow.engine import actions, jobboard, operations, outcome, recovery
 from vmflow.engine import persistence as engine_persistence
-from vmflow.engine import progress
+from vmflow.engine import jobs_lookup, progress
 from vmflow.persistence import api, models
 
 RECENT_JOBS = 50
-LOGBOOKS = sqlalchemy.table("logbooks", sqlalchemy.column("uuid"),
-                            sqlalchemy.column("meta"),
-                            sqlalchemy.column("created_at"))
+LOGBOOKS = jobs_lookup.LOGBOOKS
 INSTANCES = models.Instance.__table__
 
 
@@ -106,20 +104,10 @@ def _vmflow_infos(books):
     """{job uuid: meta["vmflow"]} of the logbooks vmflow posted."""
     infos = {}
     for uuid, meta in books:
-        info = _json(meta).get(outcome.META_KEY)
+        info = jobs_lookup.logbook_meta(meta).get(outcome.META_KEY)
         if isinstance(info, dict) and "action_id" in info:
             infos[uuid] = info
     return infos
-
-
-def _json(meta):
-    if isinstance(meta, dict):
-        return meta
-    try:
-        value = json.loads(meta) if meta else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _actions_and_names(db_engine, infos):
