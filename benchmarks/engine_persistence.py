@@ -1,5 +1,5 @@
-"""Engine measurements (not a test): per-task persistence cost of the
-project backend against TaskFlow's stock backend, and job claim latency.
+"""Engine measurements (not a test): job claim latency (per-task
+persistence cost is benchmarks/persistence_overhead.py).
 
     .venv/bin/python -m benchmarks.engine_persistence [sqlite|postgresql]
 
@@ -12,37 +12,13 @@ import tempfile
 import threading
 import time
 
-from taskflow import engines, task
-from taskflow.patterns import linear_flow
-from taskflow.persistence.backends import impl_sqlalchemy
 
 from tests.functional.engine import helpers, sample_flows
 from vmflow import conf as vmflow_conf
 from vmflow.engine import jobboard, posting, runner
-from vmflow.engine import persistence as engine_persistence
 from vmflow.persistence import api, models
 
-FLOWS = 20
-TASKS = 10
 CLAIMS = 20
-
-
-class Noop(task.Task):
-    def execute(self):
-        return None
-
-
-def per_task_ms(backend):
-    started = time.perf_counter()
-    for number in range(FLOWS):
-        flow = linear_flow.Flow(f"f{number}").add(
-            *[Noop(f"t{n}") for n in range(TASKS)])
-        engines.run(flow, backend=backend)
-    return (time.perf_counter() - started) * 1000 / (FLOWS * TASKS)
-
-
-def stock_backend(url):
-    return impl_sqlalchemy.SQLAlchemyBackend({"connection": url})
 
 
 def claim_latency(conf, engine):
@@ -94,11 +70,6 @@ def main(kind="sqlite"):
     with helpers.private_database(kind, folder) as url:
         conf.set_override("connection", url, group="database")
         engine = api.get_engine(conf)
-        ours = engine_persistence.get_persistence(conf)
-        print(f"{kind}: stock backend   {per_task_ms(stock_backend(url)):.1f}"
-              " ms/task")
-        print(f"{kind}: project backend {per_task_ms(ours):.1f} ms/task "
-              f"(synchronous FULL on SQLite)")
         print(f"{kind}: one claim UPDATE {raw_claim_ms(conf, engine):.2f} ms")
         latencies = claim_latency(conf, engine)
         print(f"{kind}: post -> claimed by an idle runner: median "

@@ -1,12 +1,12 @@
 """The TaskFlow persistence backend on the project database."""
 import sqlalchemy
 from taskflow import engines, states
-from taskflow.persistence.backends.sqlalchemy import tables as tf_tables
 from taskflow.patterns import linear_flow
 from taskflow import retry
 from taskflow import task
 
 from vmflow.engine import persistence as engine_persistence
+from vmflow.engine import persistence_backend
 
 
 class Add(task.Task):
@@ -28,16 +28,6 @@ def test_one_backend_per_process_and_database(conf, db_engine):
     assert engine_persistence.get_persistence(conf) is not first
 
 
-def test_connections_share_the_backend_tables(conf, db_engine, monkeypatch):
-    backend = engine_persistence.get_persistence(conf)
-    fetched = []
-    monkeypatch.setattr(tf_tables, "fetch",
-                        lambda metadata: fetched.append(metadata))
-    first, second = backend.get_connection(), backend.get_connection()
-    assert fetched == []
-    assert first._tables is second._tables is backend.tables
-
-
 def test_flows_persist_their_atoms(conf, db_engine):
     backend = engine_persistence.get_persistence(conf)
     flow = linear_flow.Flow("adds").add(Add("one", provides="y"),
@@ -54,7 +44,7 @@ def test_flows_persist_their_atoms(conf, db_engine):
 def test_sqlite_runs_in_wal_mode_with_immediate_transactions(conf,
                                                              db_engine):
     backend = engine_persistence.get_persistence(conf)
-    with backend.engine.connect() as connection:
+    with backend.writer.connect() as connection:
         mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
         options = connection.get_execution_options()
     assert mode == "wal"
@@ -64,9 +54,9 @@ def test_sqlite_runs_in_wal_mode_with_immediate_transactions(conf,
 def test_the_database_password_is_not_in_the_backend_conf():
     engine = sqlalchemy.create_engine(
         "postgresql+psycopg2://vmflow:s3cr3t@127.0.0.1:1/vmflow")
-    backend = engine_persistence.ProjectDatabaseBackend(engine)
+    backend = persistence_backend.ProgressBackend(engine)
     assert "s3cr3t" not in repr(backend._conf)
-    assert "s3cr3t" not in repr(backend.engine)
+    assert "s3cr3t" not in repr(backend.writer)
 
 
 def test_retry_histories_load_with_the_values_the_retry_provided(
