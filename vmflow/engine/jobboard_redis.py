@@ -8,6 +8,8 @@
 * :meth:`extend_claim` renews a claim only while ``who`` still holds it
   (one Lua script, so a runner cannot renew a claim another took over);
 * :meth:`find_job` looks a job up by uuid;
+* :meth:`find_owner` returns None for a job without owner (TaskFlow 6.5's
+  raises TypeError decoding the missing owner);
 * :meth:`claim_expires_at` tells when a job's claim expires;
 * runners register as keys that expire one claim expiry after their last
   heartbeat, so :meth:`alive_entities` can tell whether any runner is up.
@@ -124,6 +126,12 @@ class RedisJobBoard(impl_redis.RedisJobBoard):
             return None
         return timeutils.utcnow() + datetime.timedelta(
             milliseconds=milliseconds)
+
+    def find_owner(self, job):
+        """The owner of ``job``'s live claim; None when it has none."""
+        with impl_redis._translate_failures():
+            raw_owner = self._client.get(job.owner_key)
+        return None if raw_owner is None else self._decode_owner(raw_owner)
 
     def find_job(self, job_uuid):
         """The job ``job_uuid`` if it is still on the board, else None."""

@@ -34,6 +34,11 @@ Redis job board (:mod:`vmflow.engine.jobboard_redis`)
         renewal, no lookup by uuid, no re-posting of a lost job already
         claimed and no runner registry; these are built on the board's
         client and its error translation.
+    ``RedisJobBoard.find_owner`` (overridden), ``._decode_owner``:
+        TaskFlow 6.5's ``find_owner`` decodes the owner key's value even
+        when the key is missing, so it raises TypeError for every
+        unclaimed job (``vmflow job list`` with an unclaimed job) instead
+        of returning None as ``JobBoard.find_owner`` promises.
 
 Conductor (:mod:`vmflow.engine.runner`)
     ``NonBlockingConductor._dispatch_job`` (overridden):
@@ -64,6 +69,7 @@ PRIVATE_NAMES = (
     ("taskflow.jobs.backends.impl_redis", "RedisJob"),
     ("taskflow.jobs.backends.impl_redis.RedisJobBoard", "_dumps"),
     ("taskflow.jobs.backends.impl_redis.RedisJobBoard", "_encode_owner"),
+    ("taskflow.jobs.backends.impl_redis.RedisJobBoard", "_decode_owner"),
     ("taskflow.jobs.backends.impl_redis.RedisJobBoard", "_fetch_jobs"),
     ("taskflow.conductors.backends.impl_nonblocking.NonBlockingConductor",
      "_dispatch_job"),

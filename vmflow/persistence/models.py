@@ -8,6 +8,7 @@ import uuid as uuidlib
 
 from sqlalchemy import (BigInteger, Boolean, DateTime, ForeignKey, Index, Integer,
                         MetaData, String, Text, UniqueConstraint)
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from vmflow import power_states
@@ -22,6 +23,13 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+# MySQL/MariaDB's plain DATETIME keeps whole seconds; the job board's times
+# need the microseconds SQLite and PostgreSQL keep (a claim's expiry would
+# lose up to a second, all of a sub-second claim).
+PRECISE_DATETIME = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql",
+                                           "mariadb")
 
 
 def utcnow():
@@ -263,8 +271,8 @@ class Job(Base):
     state: Mapped[str] = mapped_column(String(16))
     owner: Mapped[str | None] = mapped_column(String(255))
     claim_expires_at: Mapped[datetime.datetime | None] = mapped_column(
-        DateTime)
+        PRECISE_DATETIME)
     created_at: Mapped[datetime.datetime] = mapped_column(
-        DateTime, default=utcnow)
+        PRECISE_DATETIME, default=utcnow)
     updated_at: Mapped[datetime.datetime] = mapped_column(
-        DateTime, default=utcnow, onupdate=utcnow)
+        PRECISE_DATETIME, default=utcnow, onupdate=utcnow)

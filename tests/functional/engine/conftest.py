@@ -5,14 +5,11 @@ file, or a PostgreSQL/MariaDB database created and dropped here); each
 test gets its own job board namespace on it, so tests do not see each
 other's jobs.
 """
-import uuid
-
 import pytest
 
 from tests.functional.engine import helpers
 from vmflow.engine import jobboard
 from vmflow.engine import persistence as engine_persistence
-from vmflow.persistence import api
 
 
 def _database(request, tmp_path_factory):
@@ -32,27 +29,18 @@ def any_database_url(request, tmp_path_factory):
         yield url
 
 
-def _configure(conf, url, expiry=5):
-    conf.set_override("connection", url, group="database")
-    conf.set_override("namespace", "test-" + uuid.uuid4().hex[:10],
-                      group="jobboard")
-    conf.set_override("claim_expiry_seconds", expiry, group="jobboard")
-    engine_persistence.forget_persistence()
-    return api.get_engine(conf)
-
-
 @pytest.fixture
 def db(conf, database_url):
     """The SQLAlchemy engine of the test's database (SQLite, PostgreSQL);
     CONF points at it with a fresh job board namespace."""
-    yield _configure(conf, database_url)
+    yield helpers.configure_database(conf, database_url)
     engine_persistence.forget_persistence()
 
 
 @pytest.fixture
 def any_db(conf, any_database_url):
     """As ``db``, on SQLite, PostgreSQL and MariaDB."""
-    yield _configure(conf, any_database_url)
+    yield helpers.configure_database(conf, any_database_url)
     engine_persistence.forget_persistence()
 
 

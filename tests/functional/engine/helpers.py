@@ -1,5 +1,6 @@
-"""Helpers of the engine tests: private server databases, instance rows,
-runner processes."""
+"""Helpers of the engine tests: private server databases and Redis
+namespaces, instance rows, runner processes."""
+import contextlib
 import datetime
 import os
 import signal
@@ -14,13 +15,57 @@ from tests import databases
 from tests.conftest import REPO_ROOT, wait_until, write_config  # noqa: F401
 from tests.functional.engine import sample_flows
 from vmflow.engine import actions, posting, runner
+from vmflow.engine import persistence as engine_persistence
 from vmflow.persistence import api, models
 
 ENGINE_BIN = os.path.join(os.path.dirname(sys.executable), "vmflow-engine")
+REDIS_HOST = "127.0.0.1"
+REDIS_PORT = 6379
 
 
 private_database = databases.private_database
 _sync = databases.sync_schema
+
+
+def configure_database(conf, url, expiry=5):
+    """CONF pointed at the database ``url`` with a fresh job board namespace
+    (so tests sharing a database do not see each other's jobs); returns its
+    engine."""
+    conf.set_override("connection", url, group="database")
+    conf.set_override("namespace", "test-" + uuid.uuid4().hex[:10],
+                      group="jobboard")
+    conf.set_override("claim_expiry_seconds", expiry, group="jobboard")
+    engine_persistence.forget_persistence()
+    return api.get_engine(conf)
+
+
+@contextlib.contextmanager
+def redis_namespace():
+    """A new job board namespace on the Redis of 127.0.0.1:6379, whose keys
+    are deleted afterwards (that Redis is shared: never flushed)."""
+    import redis  # the redis extra, needed only by the Redis board's tests
+
+    namespace = "vmflow-test-" + uuid.uuid4().hex[:10]
+    try:
+        yield namespace
+    finally:
+        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
+        pattern = namespace.encode() + b":*"
+        keys = list(client.scan_iter(match=pattern))
+        if keys:
+            client.delete(*keys)
+        left = list(client.scan_iter(match=pattern))
+        client.close()
+        assert not left, f"keys of {namespace} left on Redis: {left}"
+
+
+def configure_redis_board(conf, namespace, expiry=5):
+    """CONF's [jobboard] set to the Redis board on 127.0.0.1:6379."""
+    conf.set_override("backend", "redis", group="jobboard")
+    conf.set_override("hosts", [f"{REDIS_HOST}:{REDIS_PORT}"],
+                      group="jobboard")
+    conf.set_override("namespace", namespace, group="jobboard")
+    conf.set_override("claim_expiry_seconds", expiry, group="jobboard")
 
 
 def writer(engine):

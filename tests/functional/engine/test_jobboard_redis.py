@@ -5,7 +5,6 @@ import time
 import uuid
 
 import pytest
-import redis
 from oslo_utils import timeutils
 from taskflow import exceptions as tf_exc
 from taskflow import states
@@ -18,20 +17,11 @@ from vmflow.engine import jobboard, jobboard_redis, operations
 
 @pytest.fixture
 def redis_board(conf):
-    namespace = "vmflow-test-" + uuid.uuid4().hex[:10]
-    conf.set_override("backend", "redis", group="jobboard")
-    conf.set_override("hosts", ["127.0.0.1:6379"], group="jobboard")
-    conf.set_override("namespace", namespace, group="jobboard")
-    conf.set_override("claim_expiry_seconds", 5, group="jobboard")
-    board = jobboard.get_jobboard(conf)
-    yield board
-    board.close()
-    client = redis.Redis(host="127.0.0.1", port=6379)
-    keys = list(client.scan_iter(match=namespace.encode() + b"*"))
-    if keys:
-        client.delete(*keys)
-    assert not list(client.scan_iter(match=namespace.encode() + b"*"))
-    client.close()
+    with helpers.redis_namespace() as namespace:
+        helpers.configure_redis_board(conf, namespace)
+        board = jobboard.get_jobboard(conf)
+        yield board
+        board.close()
 
 
 def test_get_jobboard_gives_the_redis_board(redis_board):
@@ -87,6 +77,20 @@ def test_job_list_shows_a_claim_on_the_redis_board(conf, db, redis_board,
         job_uuid, "CLAIMED", "runner-a", "0/2", None)
     assert before < listed["claim_expires_at"] <= (
         timeutils.utcnow() + datetime.timedelta(seconds=5))
+
+
+def test_job_list_shows_an_unclaimed_job_on_the_redis_board(
+        conf, db, redis_board, trace_file):
+    """TaskFlow's find_owner raised TypeError for a job without owner."""
+    job_uuid = helpers.post_sample(conf, db, trace_file)
+    job = redis_board.find_job(job_uuid)
+    assert redis_board.find_owner(job) is None
+    listed, = operations.list_jobs(conf)
+    assert (listed["uuid"], listed["state"], listed["owner"],
+            listed["claim_expires_at"]) == (job_uuid, "UNCLAIMED", None, None)
+    redis_board.claim(job, "runner-a", expiry=0.5)
+    time.sleep(0.6)
+    assert redis_board.find_owner(job) is None
 
 
 def test_an_expired_claim_is_taken_over(redis_board):
