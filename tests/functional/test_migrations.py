@@ -49,6 +49,11 @@ def test_sync_creates_every_table_and_matches_the_models(empty_database):
     migration.check_schema(empty_database)
 
 
+def test_the_head_every_command_checks_for_is_alembics():
+    # check_schema compares with HEAD_REVISION so as not to import alembic
+    assert migration.HEAD_REVISION == migration.head_revision()
+
+
 def test_sync_twice_is_harmless_and_downgrade_removes_our_tables(
         empty_database):
     migration.db_sync(empty_database)

@@ -1,7 +1,10 @@
-"""Shared parts of the commands that post an operation (``--wait``)."""
+"""Shared parts of the commands that post an operation (``--wait``).
+
+The progress display (rich) and the engine (TaskFlow) are imported when a
+command waits or posts, not when a read-only command that shares a module
+with one starts.
+"""
 from vmflow import exception
-from vmflow.cli import progress
-from vmflow.engine import operations
 from vmflow.inventory import servers
 
 WAIT_HELP = ("Wait until the operation ends, showing its progress (steps "
@@ -17,6 +20,8 @@ def add_wait_argument(parser):
 def wait_for(command, request, action, server):
     """Wait for ``request``, showing its progress on stderr; raise
     OperationFailed with the instance's fault when it did not succeed."""
+    from vmflow.cli import progress
+    from vmflow.engine import operations
     shown = progress.WaitProgress(request.job_uuid, f"{action} {server}",
                                   command.app.stderr)
     try:
@@ -43,6 +48,7 @@ NO_RUNNER_NOTE = ("vmflow: note: no vmflow-engine is running; job {job} "
 def posted(command, request):
     """What a command prints about an operation it did not wait for (and a
     note on stderr when no runner will pick it up)."""
+    from vmflow.engine import operations
     if not operations.any_runner_alive():
         command.app.stderr.write(NO_RUNNER_NOTE.format(job=request.job_uuid))
     return {"instance_uuid": request.instance_uuid,

@@ -3,8 +3,11 @@
 Each posts its operation's flow as a job (refused in one line, with
 nothing changed, when the server's state does not allow it) and, with
 ``--wait``, shows each step and then the server.
+
+:mod:`vmflow.compute` (TaskFlow and every flow) is imported by ``post``,
+when a command runs, not when cliff loads the module (``vmflow help``,
+``migration list``).
 """
-from vmflow import compute
 from vmflow.cli import base
 from vmflow.cli import operations as cli_operations
 from vmflow.cli import servers as server_commands
@@ -22,6 +25,7 @@ class _ServerActionCommand(base.ShowOne):
         return parser
 
     def post(self, parsed_args):
+        from vmflow import compute
         return compute.power_server(self.action, parsed_args.name,
                                     parsed_args.project)
 
@@ -54,6 +58,7 @@ class RebootServer(_ServerActionCommand):
         return parser
 
     def post(self, parsed_args):
+        from vmflow import compute
         return compute.reboot_server(parsed_args.name, parsed_args.hard,
                                      parsed_args.project)
 

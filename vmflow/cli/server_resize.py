@@ -6,8 +6,10 @@ the scheduler's choice of destination, execute on the source, finish on
 the destination); the server ends RESIZED, running on the destination if
 it was active, until ``resize confirm`` (the source's copy goes) or
 ``resize revert`` (it comes back on the source as it was).
+
+As in :mod:`.server_power`, ``post`` imports :mod:`vmflow.compute`.
 """
-from vmflow import compute, migrations
+from vmflow import migrations
 from vmflow.cli import base
 from vmflow.cli import server_power
 from vmflow.inventory import servers
@@ -33,6 +35,7 @@ class ResizeServer(server_power._ServerActionCommand):
         return parser
 
     def post(self, parsed_args):
+        from vmflow import compute
         return compute.resize_server(parsed_args.name, parsed_args.flavor,
                                      parsed_args.host, parsed_args.project)
 
@@ -49,6 +52,7 @@ class MigrateServer(server_power._ServerActionCommand):
         return parser
 
     def post(self, parsed_args):
+        from vmflow import compute
         return compute.migrate_server(parsed_args.name, parsed_args.host,
                                       parsed_args.project)
 
@@ -61,6 +65,7 @@ class ConfirmResize(server_power._ServerActionCommand):
     action = "confirmResize"
 
     def post(self, parsed_args):
+        from vmflow import compute
         return compute.confirm_resize(parsed_args.name, parsed_args.project)
 
 
@@ -72,6 +77,7 @@ class RevertResize(server_power._ServerActionCommand):
     action = "revertResize"
 
     def post(self, parsed_args):
+        from vmflow import compute
         return compute.revert_resize(parsed_args.name, parsed_args.project)
 
 

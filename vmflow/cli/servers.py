@@ -1,6 +1,12 @@
+"""Server commands: list, show, event-list, create, delete, console-log.
+
+:mod:`vmflow.compute` (and through it TaskFlow and every flow) is imported
+only by the commands that post an operation: the read-only ones start in a
+fraction of the time without it.
+"""
 from oslo_utils import uuidutils
 
-from vmflow import compute, drivers, exception
+from vmflow import drivers, exception
 from vmflow.cli import base
 from vmflow.cli import operations as cli_operations
 from vmflow.drivers import base as driver_base
@@ -75,6 +81,7 @@ class CreateServer(base.ShowOne):
     """Create (build) a server: posts the build flow as a job."""
 
     def get_parser(self, prog_name):
+        from vmflow import compute
         parser = super().get_parser(prog_name)
         parser.add_argument("name", metavar="NAME")
         parser.add_argument("--flavor", required=True)
@@ -85,6 +92,7 @@ class CreateServer(base.ShowOne):
         return parser
 
     def take_action(self, parsed_args):
+        from vmflow import compute
         migration.check_schema()
         request = compute.create_server(
             parsed_args.name, parsed_args.flavor, parsed_args.image,
@@ -107,6 +115,7 @@ class DeleteServer(base.ShowOne):
         return parser
 
     def take_action(self, parsed_args):
+        from vmflow import compute
         migration.check_schema()
         request = compute.delete_server(parsed_args.name,
                                         parsed_args.project)
