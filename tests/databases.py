@@ -1,6 +1,7 @@
 """Private test databases on SQLite and on the PostgreSQL and MariaDB
 servers running on loopback (TESTBED.md): each is created for its user
-and dropped afterwards."""
+and dropped afterwards; private job board namespaces on the machine's
+Redis, whose keys are deleted afterwards."""
 import contextlib
 import uuid
 
@@ -45,6 +46,25 @@ def private_database(kind, folder, sync=True):
         with admin.connect() as connection:
             connection.exec_driver_sql(DROP[kind].format(db=name))
         admin.dispose()
+
+
+@contextlib.contextmanager
+def private_redis_namespace(host="127.0.0.1", port=6379):
+    """A new namespace on the Redis at ``host:port`` (shared with other
+    sessions: never flushed); its keys are deleted afterwards."""
+    import redis  # an optional package: only where Redis is used
+
+    namespace = "vmflow-test-" + uuid.uuid4().hex[:10]
+    try:
+        yield namespace
+    finally:
+        client = redis.Redis(host=host, port=port)
+        try:
+            keys = list(client.scan_iter(match=namespace.encode() + b"*"))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
 
 
 def sync_schema(url):
