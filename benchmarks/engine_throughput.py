@@ -40,7 +40,6 @@ time)), and the best of each case is compared at the end.
 """
 import argparse
 import concurrent.futures
-import datetime
 import logging
 import os
 import re
@@ -51,13 +50,13 @@ import tempfile
 import time
 import uuid
 
-import sqlalchemy
 from taskflow import engines, states
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:  # run as a script, not with -m
     sys.path.insert(0, REPO_ROOT)
 
+from benchmarks import operations_timing  # noqa: E402
 from tests import databases  # noqa: E402
 from tests.functional.engine import helpers  # noqa: E402
 import tests.integration.test_concurrent_builds as scenario_module  # noqa
@@ -71,7 +70,7 @@ from vmflow.persistence import api, models  # noqa: E402
 TEST_URI = "test:///default"
 PHASE_TIMEOUT = 600
 START_TIMEOUT = 60
-SECOND = datetime.timedelta(seconds=1)
+SECOND = operations_timing.SECOND
 STOPPED = re.compile(r"Runner (\S+?)@\S+ stopped after (\d+) job")
 
 
@@ -267,30 +266,13 @@ def check_alive(scenario, processes):
 
 
 def phase_seconds(scenario, processes, requests, started):
-    """Seconds from ``started`` (naive UTC) to the finish of the last of
-    ``requests``' instance actions, once all finished successfully."""
-    table = models.InstanceAction.__table__
-    request_ids = [request.request_id for request in requests]
-    query = sqlalchemy.select(
-        sqlalchemy.func.count(), sqlalchemy.func.max(table.c.finish_time)
-    ).where(table.c.request_id.in_(request_ids),
-            table.c.finish_time.is_not(None))
-
-    def finished():
-        check_alive(scenario, processes)
-        with scenario.engine.connect() as connection:
-            done, last = connection.execute(query).one()
-        return last if done == len(request_ids) else None
-
-    last = helpers.wait_until(finished, PHASE_TIMEOUT,
-                              "every operation to end", interval=0.1)
-    failed = [request for request in requests
-              if scenario.action(request).result != "success"]
-    if failed:
-        raise AssertionError(f"{len(failed)} operations failed, first: "
-                             f"{scenario.action(failed[0])}\n"
-                             f"{scenario.runner_log()}")
-    return (last - started) / SECOND
+    """Seconds from ``started`` to the end of the last of ``requests``,
+    all of which must succeed."""
+    return operations_timing.seconds_until_all_end(
+        scenario.engine, [request.request_id for request in requests],
+        started, PHASE_TIMEOUT, check=lambda: check_alive(scenario,
+                                                          processes),
+        context=scenario.runner_log)
 
 
 def report(label, args, build_seconds, delete_seconds, detail):
