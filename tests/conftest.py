@@ -89,11 +89,11 @@ class Cli:
     def __init__(self, config_file):
         self.config_file = config_file
 
-    def __call__(self, *args, check=True, env=None):
+    def __call__(self, *args, check=True, env=None, timeout=120):
         result = subprocess.run(
             [os.path.join(BIN_DIR, "vmflow"), "--config-file",
              self.config_file, *args],
-            capture_output=True, text=True, timeout=120, check=False,
+            capture_output=True, text=True, timeout=timeout, check=False,
             env=dict(os.environ, **env) if env else None)
         if check and result.returncode != 0:
             raise AssertionError(

@@ -1,6 +1,7 @@
 """Private test databases on SQLite and on the PostgreSQL and MariaDB
 servers running on loopback (TESTBED.md): each is created for its user
-and dropped afterwards."""
+and dropped afterwards; private job board namespaces on the machine's
+Redis, whose keys are deleted afterwards."""
 import contextlib
 import uuid
 

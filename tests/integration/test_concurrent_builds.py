@@ -71,10 +71,13 @@ class Scenario:
     """One cloud on one database: the hypervisor ``uri`` as the only host
     with room for ``capacity`` builds of the flavor, an image, a quota for
     ``builds``; posting at once from threads, running ``vmflow-engine
-    --once`` processes, and reading what came out."""
+    --once`` processes, and reading what came out. ``more_settings``:
+    options by group (``DEFAULT`` too) added for CONF and the runners'
+    config file, e.g. ``{"jobboard": {"backend": "redis"}}``."""
 
     def __init__(self, conf, url, uri, work_dir, instances_root,
-                 capacity=CAPACITY, builds=BUILDS, max_workers=MAX_WORKERS):
+                 capacity=CAPACITY, builds=BUILDS, max_workers=MAX_WORKERS,
+                 more_settings=None):
         self.conf = conf
         self.url = url
         self.uri = uri
@@ -96,6 +99,8 @@ class Scenario:
                           "cpu_allocation_ratio": 1.0,
                           "disk_allocation_ratio": 1.0},
         }
+        for group, options in (more_settings or {}).items():
+            settings.setdefault(group, {}).update(options)
         for group, options in settings.items():
             for option, value in options.items():
                 conf.set_override(option, value,

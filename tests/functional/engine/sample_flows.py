@@ -4,7 +4,9 @@ process can re-create them (``tests.functional.engine.sample_flows.*``).
 Every task appends ``<phase>:<task name>`` to the file ``trace_file`` (from
 the store), so a test can count how often each step ran, also across
 runner processes. ``WaitForGate`` blocks until the file ``gate_file``
-exists: a test kills or stops a runner while it waits.
+exists: a test kills or stops a runner while it waits; ``TimedGate`` also
+records when it started (``started:<task name>@<time.time()>``, read back
+by :func:`start_times`), for benchmarks of resumption.
 """
 import os
 import time
@@ -55,6 +57,22 @@ class WaitForGate(RecordStep):
         return self.name
 
 
+class TimedGate(WaitForGate):
+    """A WaitForGate that first records the wall-clock time it started."""
+
+    def execute(self, trace_file, gate_file):
+        record(trace_file, f"started:{self.name}@{time.time():.6f}")
+        return super().execute(trace_file, gate_file)
+
+
+def start_times(trace_file, name):
+    """The times (``time.time()``) at which TimedGate ``name`` started,
+    in order."""
+    prefix = f"started:{name}@"
+    return [float(line[len(prefix):]) for line in read_trace(trace_file)
+            if line.startswith(prefix)]
+
+
 class FailStep(RecordStep):
     def execute(self, trace_file):
         record(trace_file, f"execute:{self.name}")
@@ -90,6 +108,11 @@ def get_gated_flow():
         RecordStep("first"), WaitForGate("wait"), RecordStep("last"))
 
 
+def get_timed_gated_flow():
+    return linear_flow.Flow("timed-gated").add(
+        RecordStep("first"), TimedGate("wait"), RecordStep("last"))
+
+
 def get_failing_flow():
     return linear_flow.Flow("failing").add(
         RecordStep("first"), FailStep("boom"), RecordStep("never"))
@@ -111,6 +134,7 @@ def get_slow_flow():
 
 QUICK = get_quick_flow
 GATED = get_gated_flow
+TIMED_GATED = get_timed_gated_flow
 FAILING = get_failing_flow
 REVERT_FAILING = get_revert_failing_flow
 ON_HOST = get_host_flow
