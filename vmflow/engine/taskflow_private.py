@@ -28,11 +28,12 @@ Redis job board (:mod:`vmflow.engine.jobboard_redis`)
     ``RedisJobBoard.post`` (overridden), ``post_claimed``,
     ``impl_redis._translate_failures``,
     ``RedisJobBoard._client``, ``._dumps``, ``._encode_owner``,
-    ``._fetch_jobs``, ``impl_redis.RedisJob``:
+    ``._decode_owner``, ``._fetch_jobs``, ``impl_redis.RedisJob``:
         TaskFlow's ``post`` cannot be given the job's uuid (vmflow's job
         uuid is its logbook's uuid), its board has no owner-checked claim
         renewal, no lookup by uuid, no re-posting of a lost job already
-        claimed and no runner registry; these are built on the board's
+        claimed and no runner registry, and its ``find_owner`` raises
+        TypeError for an unclaimed job; these are built on the board's
         client and its error translation.
 
 Conductor (:mod:`vmflow.engine.runner`)
@@ -64,6 +65,7 @@ PRIVATE_NAMES = (
     ("taskflow.jobs.backends.impl_redis", "RedisJob"),
     ("taskflow.jobs.backends.impl_redis.RedisJobBoard", "_dumps"),
     ("taskflow.jobs.backends.impl_redis.RedisJobBoard", "_encode_owner"),
+    ("taskflow.jobs.backends.impl_redis.RedisJobBoard", "_decode_owner"),
     ("taskflow.jobs.backends.impl_redis.RedisJobBoard", "_fetch_jobs"),
     ("taskflow.conductors.backends.impl_nonblocking.NonBlockingConductor",
      "_dispatch_job"),

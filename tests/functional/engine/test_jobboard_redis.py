@@ -89,6 +89,19 @@ def test_job_list_shows_a_claim_on_the_redis_board(conf, db, redis_board,
         timeutils.utcnow() + datetime.timedelta(seconds=5))
 
 
+def test_job_list_shows_an_unclaimed_job_on_the_redis_board(
+        conf, db, redis_board, trace_file):
+    job_uuid = helpers.post_sample(conf, db, trace_file)
+    job = redis_board.find_job(job_uuid)
+    assert redis_board.find_owner(job) is None
+    listed, = operations.list_jobs(conf)
+    assert (listed["uuid"], listed["state"], listed["owner"],
+            listed["claim_expires_at"]) == (job_uuid, "UNCLAIMED", None, None)
+    redis_board.claim(job, "runner-a", expiry=0.5)
+    time.sleep(0.7)
+    assert redis_board.find_owner(job) is None  # the claim expired
+
+
 def test_an_expired_claim_is_taken_over(redis_board):
     job = redis_board.post("job")
     redis_board.claim(job, "dead-runner", expiry=0.5)
