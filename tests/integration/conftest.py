@@ -16,6 +16,8 @@ Session fixtures:
   sshd                SshServer: host, port, user, key_file, known_hosts_file
 Function fixtures:
   clean_domains       removes the vmflow-test-* domains a test leaves behind
+  redis_namespace     a fresh job board namespace on the machine's Redis
+                      (127.0.0.1:6379), its keys deleted afterwards
 Helpers: cleanup_domains(uri), wait_until(predicate, timeout, what)
 
 Guests run QEMU as the user libvirt-qemu, which cannot enter pytest's
@@ -33,9 +35,11 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 
 import libvirt
 import pytest
+import redis
 from lxml import etree
 from lxml.builder import E
 
@@ -243,6 +247,19 @@ def clean_domains(libvirt_uri, _test_sessions):
     if left:
         print(f"\nclean_domains left new domains alone (another test session "
               f"runs on this machine): {left}")
+
+
+@pytest.fixture
+def redis_namespace():
+    """A job board namespace of its own on the machine's Redis (shared:
+    never flushed); its keys are deleted afterwards."""
+    namespace = "vmflow-test-" + uuid.uuid4().hex[:10]
+    yield namespace
+    client = redis.Redis(host="127.0.0.1", port=6379)
+    keys = list(client.scan_iter(match=namespace.encode() + b"*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
 
 
 # --- the tiny guest ---------------------------------------------------------------

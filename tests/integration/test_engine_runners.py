@@ -4,7 +4,6 @@ import collections
 import uuid
 
 import pytest
-import redis
 
 from tests.conftest import write_config
 from tests.functional.engine import helpers, sample_flows
@@ -76,17 +75,6 @@ def test_two_runners_on_postgresql_run_each_job_exactly_once(
                                   action_id=action.id))
     assert set(events.values()) == {1}
     assert helpers.rows(engine, models.InstanceLock) == []
-
-
-@pytest.fixture
-def redis_namespace():
-    namespace = "vmflow-test-" + uuid.uuid4().hex[:10]
-    yield namespace
-    client = redis.Redis(host="127.0.0.1", port=6379)
-    keys = list(client.scan_iter(match=namespace.encode() + b"*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def test_a_runner_on_the_redis_board(conf, tmp_path, redis_namespace):
