@@ -65,7 +65,7 @@ EXTRA_CMDLINE = "no_timer_check quiet"
 # Generous bounds for a loaded two-core machine (a run takes minutes).
 SETTLE_TIMEOUT = 420
 KILL_TIMEOUT = 240
-WATCH_INTERVAL = 0.2
+WATCH_INTERVAL = 0.5
 POLLED_TASK = "WaitForDomainRunning"  # one event per poll
 END_LINE = re.compile(r"Job (?:completed successfully|execution failed "
                       r"\(consumption proceeding\)): .*?uuid=([0-9a-f-]{36})")
@@ -363,7 +363,7 @@ def pick_victim(cloud, watch, builds):
             return counts.most_common(1)[0][0]
         return None
     return wait_until(candidate, KILL_TIMEOUT, "a runner holding two jobs "
-                      "in mid-flow", interval=0.1)
+                      "in mid-flow", interval=0.5)
 
 
 def kill(cloud, name, builds):
@@ -459,12 +459,17 @@ def _describe(event):
             f"{event.start_time} .. {event.finish_time} {event.result}")
 
 
-def assert_each_job_ended_once(cloud, requests):
-    """{job uuid: the runner that ended it}; each job by exactly one."""
+def assert_each_job_ended_once(cloud, requests, victim=None, held=()):
+    """{job uuid: the runner that ended it}: one runner each -- but a job
+    the killed runner held may have had its end logged by it too, when
+    it died between the end of the flow and consuming the job (its taker
+    then ran the finished flow again, which only ends it)."""
     ends = cloud.ended_by()
     enders = {}
     for request in requests:
         names = ends.get(request.job_uuid, [])
+        if request.job_uuid in held and len(names) == 2:
+            names.remove(victim)
         assert len(names) == 1, (request, names, cloud.logs_tail())
         enders[request.job_uuid] = names[0]
     return enders
@@ -534,7 +539,7 @@ def test_sixty_builds_three_runners_one_killed(cloud):
         summary["ACTIVE per host"] = assert_builds_active_or_reverted(
             cloud, builds)
         assert_runs_never_overlap(cloud, builds, watch)
-        enders = assert_each_job_ended_once(cloud, builds)
+        enders = assert_each_job_ended_once(cloud, builds, victim, held)
         summary["builds ended per runner"] = dict(
             collections.Counter(enders.values()))
         assert set(enders.values()) >= set(RUNNERS) - {victim}, enders
