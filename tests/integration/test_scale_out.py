@@ -188,7 +188,7 @@ class ScaleOut:
                 self.config_file, name=name, log_path=self.log_path(name))
         with jobboard.opened(self.conf) as board:
             wait_until(lambda: len(runner.live_runners(board)) == len(RUNNERS),
-                       60, "every runner's registration")
+                       120, "every runner's registration")
 
     def log_path(self, name):
         return self.work_dir / f"{name}.log"
