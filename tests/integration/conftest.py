@@ -16,6 +16,8 @@ Session fixtures:
   sshd                SshServer: host, port, user, key_file, known_hosts_file
 Function fixtures:
   clean_domains       removes the vmflow-test-* domains a test leaves behind
+  redis_namespace     a fresh job board namespace on the machine's Redis
+                      (127.0.0.1:6379), its keys deleted afterwards
 Helpers: cleanup_domains(uri), wait_until(predicate, timeout, what)
 
 Guests run QEMU as the user libvirt-qemu, which cannot enter pytest's
@@ -40,6 +42,7 @@ from lxml import etree
 from lxml.builder import E
 
 from tests.conftest import wait_until  # noqa: F401 (re-exported helper)
+from tests.functional.engine import helpers as engine_helpers
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
@@ -243,6 +246,14 @@ def clean_domains(libvirt_uri, _test_sessions):
     if left:
         print(f"\nclean_domains left new domains alone (another test session "
               f"runs on this machine): {left}")
+
+
+@pytest.fixture
+def redis_namespace():
+    """A job board namespace of its own on the machine's Redis (shared:
+    never flushed); its keys are deleted afterwards."""
+    with engine_helpers.redis_namespace() as namespace:
+        yield namespace
 
 
 # --- the tiny guest ---------------------------------------------------------------

@@ -21,6 +21,7 @@ power button, so a resize's clean shutdown is quick), booted by direct
 kernel boot; its disk is the instance's qcow2 overlay, into which
 :meth:`ResizeBed.write_pattern` writes a known pattern while it is stopped.
 """
+import contextlib
 import dataclasses
 import json
 import os
@@ -75,8 +76,8 @@ class ResizeBed:
 
     # -- configuration ------------------------------------------------------
 
-    def configure(self, conf, **ssh_options):
-        """Point ``conf`` at the bed's database; ``ssh_options`` override
+    def configure(self, conf, **overrides):
+        """Point ``conf`` at the bed's database; ``overrides`` override
         the ``[ssh]`` options that reach host B."""
         conf.set_override("connection", self.url, group="database")
         for option, value in {"virt_type": "qemu",
@@ -84,9 +85,7 @@ class ResizeBed:
                               "poll_interval_seconds": 0.2,
                               "shutdown_timeout_seconds": 60}.items():
             conf.set_override(option, value, group="libvirt")
-        ssh = dict({"key_file": str(self.sshd.key_file),
-                    "known_hosts_file": str(self.sshd.known_hosts_file),
-                    "connect_timeout_seconds": 5}, **ssh_options)
+        ssh = dict(ssh_options(self.sshd), **overrides)
         for option, value in ssh.items():
             conf.set_override(option, value, group="ssh")
         self.engine = api.get_engine(conf)
@@ -289,7 +288,54 @@ def _start_host_b_daemon(state_dir):
     return stdout.strip().splitlines()[-1]
 
 
-def _seed(url, tiny_guest, host_a, host_b, sshd):
+@contextlib.contextmanager
+def two_hosts(second_libvirt_uri, daemon_dir, tag="resize"):
+    """{HOST_A: HostFacts, HOST_B: HostFacts} of the two hypervisors
+    (host A: ``second_libvirt_uri``; host B: a libvirtd started in
+    ``daemon_dir``), each with an empty instances path under one 0755
+    folder in /var/tmp and no vmflow domain. At the end every vmflow
+    domain on both is removed, host B's daemon stopped and the instances
+    paths deleted."""
+    root = tempfile.mkdtemp(prefix=f"vmflow-test-{tag}-", dir="/var/tmp")
+    os.chmod(root, 0o755)
+    try:
+        uri_b = _start_host_b_daemon(daemon_dir)
+        facts = {}
+        for name, uri in ((HOST_A, second_libvirt_uri), (HOST_B, uri_b)):
+            path = os.path.join(root, name)
+            os.makedirs(path, mode=0o755)
+            facts[name] = HostFacts(name, uri, path)
+            # An earlier module's leftovers would fail the audit.
+            cleanup_domains(uri, prefix=DOMAIN_PREFIX)
+        yield facts
+    finally:
+        libvirt_connection.close_all()
+        try:
+            cleanup_domains(second_libvirt_uri, prefix=DOMAIN_PREFIX)
+        finally:
+            run_testbed_script("stop-second-libvirtd.sh", str(daemon_dir),
+                               timeout=300)
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def add_hosts(session, facts, sshd, vcpus=4, memory_mb=2048, disk_gb=20):
+    """Register :func:`two_hosts`' hosts, host B with ``sshd``'s address
+    (its disk work goes over SSH), each with the resources given."""
+    for name, ssh in ((HOST_A, None),
+                      (HOST_B, f"{sshd.user}@{sshd.host}:{sshd.port}")):
+        hosts.add_host(session, name, facts[name].uri, vcpus, memory_mb,
+                       disk_gb, instances_path=facts[name].instances_path,
+                       ssh=ssh, verify=False)
+
+
+def ssh_options(sshd):
+    """The ``[ssh]`` options that reach host B through ``sshd``."""
+    return {"key_file": str(sshd.key_file),
+            "known_hosts_file": str(sshd.known_hosts_file),
+            "connect_timeout_seconds": 5}
+
+
+def _seed(url, tiny_guest, facts, sshd):
     engine = api.create_engine(url)
     try:
         migration.db_sync(engine)
@@ -302,46 +348,23 @@ def _seed(url, tiny_guest, host_a, host_b, sshd):
                              cmdline=tiny_guest.cmdline)
             quotas.set_limits(session, PROJECT, {
                 "instances": 4, "cores": 8, "ram": 2048})
-            hosts.add_host(session, HOST_A, host_a.uri, 4, 2048, 20,
-                           instances_path=host_a.instances_path,
-                           verify=False)
-            hosts.add_host(session, HOST_B, host_b.uri, 4, 2048, 20,
-                           instances_path=host_b.instances_path,
-                           ssh=f"{sshd.user}@{sshd.host}:{sshd.port}",
-                           verify=False)
+            add_hosts(session, facts, sshd)
     finally:
         engine.dispose()
 
 
 @pytest.fixture(scope="module")
 def resize_bed(second_libvirt_uri, sshd, tiny_guest, tmp_path_factory):
-    """The two-host :class:`ResizeBed` for a module. At the end every
-    vmflow domain on both hypervisors is removed (and must be the bed's
-    own), host B's daemon stopped and the instances paths deleted."""
-    root = tempfile.mkdtemp(prefix="vmflow-test-resize-", dir="/var/tmp")
-    os.chmod(root, 0o755)
-    daemon_dir = tmp_path_factory.mktemp("hv-b")
-    try:
-        uri_b = _start_host_b_daemon(daemon_dir)
-        facts = {}
-        for name, uri in ((HOST_A, second_libvirt_uri), (HOST_B, uri_b)):
-            path = os.path.join(root, name)
-            os.makedirs(path, mode=0o755)
-            facts[name] = HostFacts(name, uri, path)
-            # An earlier module's leftovers would fail the audit.
-            cleanup_domains(uri, prefix=DOMAIN_PREFIX)
+    """The two-host :class:`ResizeBed` for a module (:func:`two_hosts`)."""
+    with two_hosts(second_libvirt_uri,
+                   tmp_path_factory.mktemp("hv-b")) as facts:
         url = f"sqlite:///{tmp_path_factory.mktemp('resize-db')}/vmflow.db"
-        _seed(url, tiny_guest, facts[HOST_A], facts[HOST_B], sshd)
-        yield ResizeBed(url, facts[HOST_A], facts[HOST_B], sshd, tiny_guest)
-    finally:
-        libvirt_connection.close_all()
-        engine_persistence.forget_persistence()
+        _seed(url, tiny_guest, facts, sshd)
         try:
-            cleanup_domains(second_libvirt_uri, prefix=DOMAIN_PREFIX)
+            yield ResizeBed(url, facts[HOST_A], facts[HOST_B], sshd,
+                            tiny_guest)
         finally:
-            run_testbed_script("stop-second-libvirtd.sh", str(daemon_dir),
-                               timeout=300)
-            shutil.rmtree(root, ignore_errors=True)
+            engine_persistence.forget_persistence()
 
 
 @pytest.fixture

@@ -116,6 +116,13 @@ class RedisJobBoard(impl_redis.RedisJobBoard):
                 args=[self._encode_owner(who), int(expiry * 1000)])
         return bool(renewed)
 
+    def find_owner(self, job):
+        """Who holds the claim on ``job``; None when it is unclaimed (or
+        its claim expired), where TaskFlow's version raises TypeError."""
+        with impl_redis._translate_failures():
+            raw_owner = self._client.get(job.owner_key)
+        return None if raw_owner is None else self._decode_owner(raw_owner)
+
     def claim_expires_at(self, job):
         """When the current claim on ``job`` expires (naive UTC, as the SQL
         board's), from its owner key's time to live; None when it is
@@ -126,12 +133,6 @@ class RedisJobBoard(impl_redis.RedisJobBoard):
             return None
         return timeutils.utcnow() + datetime.timedelta(
             milliseconds=milliseconds)
-
-    def find_owner(self, job):
-        """The owner of ``job``'s live claim; None when it has none."""
-        with impl_redis._translate_failures():
-            raw_owner = self._client.get(job.owner_key)
-        return None if raw_owner is None else self._decode_owner(raw_owner)
 
     def find_job(self, job_uuid):
         """The job ``job_uuid`` if it is still on the board, else None."""

@@ -28,7 +28,7 @@ Redis job board (:mod:`vmflow.engine.jobboard_redis`)
     ``RedisJobBoard.post`` (overridden), ``post_claimed``,
     ``impl_redis._translate_failures``,
     ``RedisJobBoard._client``, ``._dumps``, ``._encode_owner``,
-    ``._fetch_jobs``, ``impl_redis.RedisJob``:
+    ``._decode_owner``, ``._fetch_jobs``, ``impl_redis.RedisJob``:
         TaskFlow's ``post`` cannot be given the job's uuid (vmflow's job
         uuid is its logbook's uuid), its board has no owner-checked claim
         renewal, no lookup by uuid, no re-posting of a lost job already
