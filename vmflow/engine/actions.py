@@ -47,13 +47,18 @@ def start_instance_action(session, instance_uuid, action, request_id):
 def finish_instance_action(engine, action_id, result, message=None):
     """Set finish time, result and message once; False if already set."""
     with api.writer_scope(engine) as session:
-        updated = session.execute(
-            ACTIONS.update()
-            .where(ACTIONS.c.id == action_id,
-                   ACTIONS.c.finish_time.is_(None))
-            .values(finish_time=models.utcnow(), result=result,
-                    message=_clip(message)))
-        return updated.rowcount == 1
+        return finish_instance_action_in(session, action_id, result,
+                                         message)
+
+
+def finish_instance_action_in(session, action_id, result, message=None):
+    """:func:`finish_instance_action` in ``session``'s transaction."""
+    updated = session.execute(
+        ACTIONS.update()
+        .where(ACTIONS.c.id == action_id, ACTIONS.c.finish_time.is_(None))
+        .values(finish_time=models.utcnow(), result=result,
+                message=_clip(message)))
+    return updated.rowcount == 1
 
 
 def finish_unfinished_action(engine, instance_uuid, request_id, result,
