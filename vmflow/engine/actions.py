@@ -3,7 +3,9 @@
 Written by the posting code (the action starts), the event listener (each
 task's events) and the runner (the action finishes when its job ends).
 """
+import datetime
 import re
+import typing
 
 import sqlalchemy
 
@@ -45,13 +47,18 @@ def start_instance_action(session, instance_uuid, action, request_id):
 def finish_instance_action(engine, action_id, result, message=None):
     """Set finish time, result and message once; False if already set."""
     with api.writer_scope(engine) as session:
-        updated = session.execute(
-            ACTIONS.update()
-            .where(ACTIONS.c.id == action_id,
-                   ACTIONS.c.finish_time.is_(None))
-            .values(finish_time=models.utcnow(), result=result,
-                    message=_clip(message)))
-        return updated.rowcount == 1
+        return finish_instance_action_in(session, action_id, result,
+                                         message)
+
+
+def finish_instance_action_in(session, action_id, result, message=None):
+    """:func:`finish_instance_action` in ``session``'s transaction."""
+    updated = session.execute(
+        ACTIONS.update()
+        .where(ACTIONS.c.id == action_id, ACTIONS.c.finish_time.is_(None))
+        .values(finish_time=models.utcnow(), result=result,
+                message=_clip(message)))
+    return updated.rowcount == 1
 
 
 def finish_unfinished_action(engine, instance_uuid, request_id, result,
@@ -81,68 +88,95 @@ def _clip(text):
 
 # -- events ------------------------------------------------------------------
 
-def start_event(engine, action_id, event, host=None):
+class EventFinish(typing.NamedTuple):
+    """The end of event ``event_id`` (``finish_time`` None: when it is
+    written)."""
+    event_id: int
+    result: str
+    traceback: str | None = None
+    finish_time: datetime.datetime | None = None
+
+
+def _writer(engine):
+    """A Core transaction that writes (see :func:`.api.writer_scope`)."""
+    return api.writer_engine(engine).begin()
+
+
+def start_event(engine, action_id, event, host=None, finish=None):
     """Open the event of one run of task ``event``; return its id.
 
     A run of the same task still open is one a dead runner left: it is
-    closed as ``interrupted`` (the task runs again now).
+    closed as ``interrupted`` (the task runs again now). ``finish``: an
+    :class:`EventFinish` of another event, written in the same
+    transaction.
     """
+    with _writer(engine) as connection:
+        if finish is not None:
+            _write_finish(connection, finish)
+        return _open_event(connection, action_id, event, host)
+
+
+def _open_event(connection, action_id, event, host=None):
     now = models.utcnow()
-    with api.writer_scope(engine) as session:
-        session.execute(
-            EVENTS.update()
-            .where(EVENTS.c.action_id == action_id, EVENTS.c.event == event,
-                   EVENTS.c.finish_time.is_(None))
-            .values(finish_time=now, result=EVENT_INTERRUPTED))
-        result = session.execute(EVENTS.insert().values(
-            action_id=action_id, event=event, host=host, start_time=now))
-        return result.inserted_primary_key[0]
+    connection.execute(
+        EVENTS.update()
+        .where(EVENTS.c.action_id == action_id, EVENTS.c.event == event,
+               EVENTS.c.finish_time.is_(None))
+        .values(finish_time=now, result=EVENT_INTERRUPTED))
+    result = connection.execute(EVENTS.insert().values(
+        action_id=action_id, event=event, host=host, start_time=now))
+    return result.inserted_primary_key[0]
 
 
-def finish_event(engine, event_id, result, traceback=None):
-    with api.writer_scope(engine) as session:
-        session.execute(
-            EVENTS.update().where(EVENTS.c.id == event_id)
-            .values(finish_time=models.utcnow(), result=result,
-                    traceback=traceback))
+def finish_event(engine, finish):
+    """Record :class:`EventFinish` ``finish``."""
+    with _writer(engine) as connection:
+        _write_finish(connection, finish)
 
 
-def latest_event(engine, action_id, event):
-    with api.session_scope(engine) as session:
-        return session.execute(
-            sqlalchemy.select(EVENTS)
-            .where(EVENTS.c.action_id == action_id, EVENTS.c.event == event)
-            .order_by(EVENTS.c.id.desc()).limit(1)).first()
+def _write_finish(connection, finish):
+    connection.execute(
+        EVENTS.update().where(EVENTS.c.id == finish.event_id)
+        .values(finish_time=finish.finish_time or models.utcnow(),
+                result=finish.result, traceback=finish.traceback))
+
+
+def _latest_event(connection, action_id, event):
+    return connection.execute(
+        sqlalchemy.select(EVENTS)
+        .where(EVENTS.c.action_id == action_id, EVENTS.c.event == event)
+        .order_by(EVENTS.c.id.desc()).limit(1)).first()
 
 
 def mark_event_reverted(engine, action_id, event):
     """The task's last run was undone: ``reverted`` -- unless it had
     failed, then it keeps ``failure`` and its traceback (what the user
     needs to see). Returns False when the task never ran (no event)."""
-    row = latest_event(engine, action_id, event)
-    if row is None:
-        return False
-    if row.result == EVENT_FAILURE:
-        return True
-    # The finish time stays the execute's: the event's span is how long
-    # the step ran, also after it was undone.
-    with api.writer_scope(engine) as session:
-        session.execute(EVENTS.update().where(EVENTS.c.id == row.id).values(
-            finish_time=row.finish_time or models.utcnow(),
-            result=EVENT_REVERTED))
+    with _writer(engine) as connection:
+        row = _latest_event(connection, action_id, event)
+        if row is None:
+            return False
+        if row.result == EVENT_FAILURE:
+            return True
+        # The finish time stays the execute's: the event's span is how
+        # long the step ran, also after it was undone.
+        _write_finish(connection, EventFinish(
+            row.id, EVENT_REVERTED, row.traceback, row.finish_time))
     return True
 
 
 def mark_event_revert_failed(engine, action_id, event, traceback):
     """The task's revert failed: ``revert_failure`` plus the traceback."""
-    row = latest_event(engine, action_id, event)
-    if row is None:
-        row_id = start_event(engine, action_id, event)
-        previous = None
-    else:
-        row_id, previous = row.id, row.traceback
-    text = traceback if not previous else f"{previous}\n{traceback}"
-    finish_event(engine, row_id, EVENT_REVERT_FAILURE, text)
+    with _writer(engine) as connection:
+        row = _latest_event(connection, action_id, event)
+        if row is None:
+            row_id = _open_event(connection, action_id, event)
+            previous = None
+        else:
+            row_id, previous = row.id, row.traceback
+        text = traceback if not previous else f"{previous}\n{traceback}"
+        _write_finish(connection, EventFinish(row_id, EVENT_REVERT_FAILURE,
+                                              text))
 
 
 def events_started_after(engine, action_id, after_id=0):

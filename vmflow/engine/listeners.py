@@ -3,7 +3,8 @@
 * :class:`ActionEventListener` writes one instance action event per run of
   a task: opened when it starts running, finished with ``success`` or
   ``failure`` (+ traceback), later marked ``reverted`` or
-  ``revert_failure`` (+ traceback) if the flow reverts it.
+  ``revert_failure`` (+ traceback) if the flow reverts it. A success is
+  written with the next task's start (one transaction a step).
 * :class:`ClaimKeepAlive` renews the runner's claim on the job on atom
   transitions and from a heartbeat thread, so a long task never lets the
   claim expire; if the claim turns out lost (another runner took the job
@@ -22,39 +23,66 @@ from taskflow.listeners import base
 
 from vmflow.engine import actions, outage
 from vmflow.flows import constants
+from vmflow.persistence import models
 
 LOG = tf_logging.getLogger(__name__)
 HOST_ARGUMENT = constants.HOST_NAME
 
 
 class ActionEventListener(base.Listener):
-    """Writes the events of instance action ``action_id``."""
+    """Writes the events of instance action ``action_id``.
+
+    A start is written before its task runs (a dead runner's run must
+    show as ``interrupted``). A success is written with the next start,
+    in one transaction, when no other task of the flow runs; else, and
+    for every other result, at once. So a success waits only for the
+    engine's next move: it is written before any task or retry runs or
+    reverts, at the flow's end and when the listener is deregistered.
+    """
 
     def __init__(self, engine, action_id, db_engine):
         super().__init__(engine, task_listen_for=(
+            states.RUNNING, states.SUCCESS, states.FAILURE, states.REVERTING,
+            states.REVERTED, states.REVERT_FAILURE), flow_listen_for=(
             states.RUNNING, states.SUCCESS, states.FAILURE, states.REVERTED,
-            states.REVERT_FAILURE), flow_listen_for=(states.RUNNING,),
-            retry_listen_for=())
+            states.SUSPENDED), retry_listen_for=(states.RUNNING,
+                                                 states.REVERTING))
         self._action_id = action_id
         self._db = db_engine
         self._open_events = {}
+        self._pending_success = None
         self._atoms = None
 
+    def deregister(self):
+        try:
+            self._write_pending_success()
+        except Exception:  # the database is down: the event stays open
+            LOG.exception("Recording the end of an event of action %s "
+                          "failed", self._action_id)
+        super().deregister()
+
     def _flow_receiver(self, state, details):
-        """The flow (re)starts: tasks a dead runner left RUNNING run again
-        now without a new RUNNING notification (TaskFlow skips identity
-        transitions), so their new events are opened here."""
+        """When the flow (re)starts, tasks a dead runner left RUNNING run
+        again without a new RUNNING notification (TaskFlow skips identity
+        transitions), so their new events are opened here. (Any flow
+        transition writes the success held back first.)"""
+        self._write_pending_success()
+        if state != states.RUNNING:
+            return
         for name in self._tasks():
             if self._engine.storage.get_atom_state(name) == states.RUNNING:
-                self._open_events[name] = actions.start_event(
-                    self._db, self._action_id, name, self._host_of(name))
+                self._start(name)
+
+    def _retry_receiver(self, state, details):
+        self._write_pending_success()
 
     def _task_receiver(self, state, details):
         name = details["task_name"]
         if state == states.RUNNING:
-            self._open_events[name] = actions.start_event(
-                self._db, self._action_id, name, self._host_of(name))
-        elif state == states.SUCCESS:
+            self._start(name)
+            return
+        self._write_pending_success()
+        if state == states.SUCCESS:
             self._finish(name, actions.EVENT_SUCCESS)
         elif state == states.FAILURE:
             self._finish(name, actions.EVENT_FAILURE,
@@ -66,6 +94,12 @@ class ActionEventListener(base.Listener):
                 self._db, self._action_id, name,
                 _traceback_of(details.get("result")))
 
+    def _start(self, name):
+        self._open_events[name] = actions.start_event(
+            self._db, self._action_id, name, self._host_of(name),
+            self._pending_success)
+        self._pending_success = None
+
     def _finish(self, name, result, traceback=None):
         event_id = self._open_events.pop(name, None)
         if event_id is None:
@@ -73,7 +107,19 @@ class ActionEventListener(base.Listener):
                         "saw; recording it on a new event", name, result)
             event_id = actions.start_event(self._db, self._action_id, name,
                                            self._host_of(name))
-        actions.finish_event(self._db, event_id, result, traceback)
+        finish = actions.EventFinish(event_id, result, traceback,
+                                     models.utcnow())
+        if result == actions.EVENT_SUCCESS and not self._open_events:
+            self._pending_success = finish
+        else:
+            actions.finish_event(self._db, finish)
+
+    def _write_pending_success(self):
+        """Write the success held back, if any (held on when the write
+        fails: the next write tries again)."""
+        if self._pending_success is not None:
+            actions.finish_event(self._db, self._pending_success)
+            self._pending_success = None
 
     def _tasks(self):
         if self._atoms is None:

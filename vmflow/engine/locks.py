@@ -182,10 +182,15 @@ def _insert_lock(engine, instance_uuid, action, job_uuid, request_id,
 def delete_lock(engine, instance_uuid, job_uuid):
     """Delete the lock if ``job_uuid`` still holds it; True if it did."""
     with api.writer_scope(engine) as session:
-        result = session.execute(LOCKS.delete().where(
-            LOCKS.c.instance_uuid == instance_uuid,
-            LOCKS.c.job_uuid == job_uuid))
-        return result.rowcount == 1
+        return delete_lock_in(session, instance_uuid, job_uuid)
+
+
+def delete_lock_in(session, instance_uuid, job_uuid):
+    """:func:`delete_lock` in ``session``'s transaction."""
+    result = session.execute(LOCKS.delete().where(
+        LOCKS.c.instance_uuid == instance_uuid,
+        LOCKS.c.job_uuid == job_uuid))
+    return result.rowcount == 1
 
 
 def release_instance_lock(instance_uuid, job_uuid, engine=None):

@@ -3,9 +3,9 @@ and message, and the release of the instance lock.
 
 The runner calls :func:`record_job_end` *before* it consumes (or trashes)
 the job: if it dies in between, the job is run again, finds its flow
-already finished and records the same end again (both writes are
-idempotent), whereas the other order could leave a consumed job whose lock
-is never released.
+already finished and records the same end again (its writes, in one
+transaction, are idempotent), whereas the other order could leave a
+consumed job whose lock is never released.
 """
 from taskflow import logging as tf_logging
 from taskflow import states
@@ -68,14 +68,16 @@ def record_job_end(job, persistence, db_engine, dispatch_error=None):
             persistence, job.details["flow_uuid"])
         result, message = describe_flow(flow_detail)
         stranded = flow_detail.state == states.FAILURE
-    if stranded:
-        # No sentinel revert ran (a revert failed, or nothing ran at all):
-        # the instance must not keep a task_state after its job ended.
-        mark_instance_error(db_engine, info["instance_uuid"], message)
-    actions.finish_instance_action(db_engine, info["action_id"], result,
-                                   message)
-    released = locks.release_instance_lock(info["instance_uuid"], job.uuid,
-                                           engine=db_engine)
+    with api.writer_scope(db_engine) as session:
+        if stranded:
+            # No sentinel revert ran (a revert failed, or nothing ran at
+            # all): the instance must not keep a task_state after its job
+            # ended.
+            _mark_instance_error_in(session, info["instance_uuid"], message)
+        actions.finish_instance_action_in(session, info["action_id"],
+                                          result, message)
+        released = locks.delete_lock_in(session, info["instance_uuid"],
+                                        job.uuid)
     if not released:
         LOG.warning("Job %s no longer held the lock of instance %s (it was "
                     "released before or taken over as stale)", job.uuid,
@@ -84,10 +86,13 @@ def record_job_end(job, persistence, db_engine, dispatch_error=None):
 
 
 def mark_instance_error(db_engine, instance_uuid, message):
+    with api.writer_scope(db_engine) as session:
+        _mark_instance_error_in(session, instance_uuid, message)
+
+
+def _mark_instance_error_in(session, instance_uuid, message):
     try:
-        with api.writer_scope(db_engine) as session:
-            instances.mark_error(session, instance_uuid, instances.ANY,
-                                 message)
+        instances.mark_error(session, instance_uuid, instances.ANY, message)
     except exception.NotFound:
         LOG.warning("Instance %s of an ended job no longer exists",
                     instance_uuid)

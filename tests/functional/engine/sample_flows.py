@@ -12,7 +12,7 @@ import os
 import time
 
 from taskflow import task
-from taskflow.patterns import linear_flow
+from taskflow.patterns import linear_flow, unordered_flow
 
 TRACE_FILE = "trace_file"
 GATE_FILE = "gate_file"
@@ -132,6 +132,13 @@ def get_slow_flow():
         RecordStep("first"), SleepStep("sleep"), RecordStep("last"))
 
 
+def get_parallel_gated_flow():
+    """A quick step beside a gated one (run in parallel by the threaded
+    executor)."""
+    return unordered_flow.Flow("parallel-gated").add(
+        RecordStep("quick"), WaitForGate("wait"))
+
+
 QUICK = get_quick_flow
 GATED = get_gated_flow
 TIMED_GATED = get_timed_gated_flow
@@ -139,3 +146,4 @@ FAILING = get_failing_flow
 REVERT_FAILING = get_revert_failing_flow
 ON_HOST = get_host_flow
 SLOW = get_slow_flow
+PARALLEL_GATED = get_parallel_gated_flow

@@ -70,6 +70,64 @@ def test_an_event_records_the_host_a_task_works_on(conf, db, trace_file):
     assert events["on_host"].host == "host7"
 
 
+def _run_gated(conf, db, trace_file, tmp_path, factory, while_gated):
+    """Run ``factory``'s flow inline; once its ``wait`` step waits for its
+    gate, call ``while_gated(action id)``. Returns {task: (result,
+    finished)} of the events after the run."""
+    gate = tmp_path / "gate"
+    instance = helpers.add_instance(db)
+    job_uuid = posting.post_operation(
+        sample_flows.SAMPLE_ACTION, instance, factory,
+        {"trace_file": trace_file, "gate_file": str(gate)}, conf=conf)
+    action, = helpers.rows(db, models.InstanceAction, instance_uuid=instance)
+    worker = threading.Thread(
+        target=lambda: runner.run_job_inline(job_uuid, conf))
+    worker.start()
+    try:
+        helpers.wait_until(
+            lambda: "execute:wait" in sample_flows.read_trace(trace_file),
+            30, "the wait step")
+        while_gated(action.id)
+    finally:
+        gate.touch()
+        worker.join(30)
+    return _event_states(db, action.id)
+
+
+def _event_states(db, action_id):
+    return {event.event: (event.result, event.finish_time is not None)
+            for event in helpers.rows(db, models.InstanceActionEvent,
+                                      action_id=action_id)}
+
+
+def test_a_success_is_recorded_before_the_next_step_runs(
+        conf, db, trace_file, tmp_path):
+    def while_gated(action_id):
+        assert _event_states(db, action_id) == {
+            "first": (actions.EVENT_SUCCESS, True), "wait": (None, False)}
+
+    after = _run_gated(conf, db, trace_file, tmp_path, sample_flows.GATED,
+                       while_gated)
+    assert after == dict.fromkeys(["first", "wait", "last"],
+                                  (actions.EVENT_SUCCESS, True))
+
+
+def test_a_success_beside_a_running_step_is_recorded_at_once(
+        conf, db, trace_file, tmp_path):
+    conf.set_override("executor", "threaded", group="engine")
+
+    def while_gated(action_id):
+        helpers.wait_until(
+            lambda: _event_states(db, action_id).get("quick") == (
+                actions.EVENT_SUCCESS, True), 10, "the quick step's success")
+        assert _event_states(db, action_id)["wait"] == (None, False)
+
+    after = _run_gated(conf, db, trace_file, tmp_path,
+                       sample_flows.PARALLEL_GATED, while_gated)
+    assert after == dict.fromkeys(["quick", "wait"],
+                                  (actions.EVENT_SUCCESS, True))
+
+
 def test_a_rerun_closes_the_interrupted_event(conf, db, trace_file):
     instance = helpers.add_instance(db)
     posting.post_operation("sample", instance, sample_flows.QUICK,
