@@ -141,6 +141,17 @@ def _write_finish(connection, finish):
                 result=finish.result, traceback=finish.traceback))
 
 
+def close_open_event(engine, action_id, event, result, finish_time=None):
+    """Close the open run(s) of task ``event`` with ``result``."""
+    with _writer(engine) as connection:
+        connection.execute(
+            EVENTS.update()
+            .where(EVENTS.c.action_id == action_id, EVENTS.c.event == event,
+                   EVENTS.c.finish_time.is_(None))
+            .values(finish_time=finish_time or models.utcnow(),
+                    result=result))
+
+
 def _latest_event(connection, action_id, event):
     return connection.execute(
         sqlalchemy.select(EVENTS)

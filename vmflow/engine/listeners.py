@@ -21,7 +21,7 @@ from taskflow import states
 from taskflow import task as tf_task
 from taskflow.listeners import base
 
-from vmflow.engine import actions, outage
+from vmflow.engine import actions, outage, persistence_backend
 from vmflow.flows import constants
 from vmflow.persistence import models
 
@@ -69,9 +69,22 @@ class ActionEventListener(base.Listener):
         self._write_pending_success()
         if state != states.RUNNING:
             return
+        self._close_successes_a_dead_runner_held()
         for name in self._tasks():
             if self._engine.storage.get_atom_state(name) == states.RUNNING:
                 self._start(name)
+
+    def _close_successes_a_dead_runner_held(self):
+        """A runner that died holding a success back left its event open
+        though the task's SUCCESS was saved: it is closed as a success at
+        the time that state was saved."""
+        for name in set(actions.open_events(self._db, self._action_id)):
+            if name in self._tasks() and self._engine.storage \
+                    .get_atom_state(name) == states.SUCCESS:
+                actions.close_open_event(
+                    self._db, self._action_id, name, actions.EVENT_SUCCESS,
+                    persistence_backend.saved_at(
+                        self._db, self._engine.storage.get_atom_uuid(name)))
 
     def _retry_receiver(self, state, details):
         self._write_pending_success()

@@ -392,6 +392,14 @@ class ProgressConnection(base.Connection):
         return detail
 
 
+def saved_at(engine, atom_uuid):
+    """When atom ``atom_uuid`` was last saved (naive UTC), None if never
+    updated."""
+    with engine.connect() as db:
+        return db.scalar(sqlalchemy.select(ATOMDETAILS.c.updated_at).where(
+            ATOMDETAILS.c.uuid == atom_uuid))
+
+
 def _changed(known, row):
     """The columns of ``row`` to write: all of them for a row this process
     does not know, else those that differ from what it knows."""

@@ -7,7 +7,8 @@ from taskflow import engines, states
 
 from tests.functional.engine import helpers, sample_flows
 from vmflow.engine import actions, listeners, runner
-from vmflow.engine import posting
+from vmflow.engine import persistence as engine_persistence
+from vmflow.engine import persistence_backend, posting
 from vmflow.persistence import models
 
 
@@ -210,3 +211,31 @@ def test_a_lost_claim_suspends_the_engine(board, gated_engine, trace_file):
     assert engine.storage.get_flow_state() == states.SUSPENDED
     assert "execute:last" not in sample_flows.read_trace(trace_file)
     assert board.find_owner(job) == "runner-b"
+
+
+def test_a_success_a_dead_runner_held_back_is_closed_on_resume(
+        conf, db, trace_file):
+    """The runner died after ``first``'s SUCCESS was saved, holding its
+    event's end back: the resumed run closes that event as a success at
+    the time the state was saved, and runs only ``second``."""
+    instance = helpers.add_instance(db)
+    posting.post_operation("sample", instance, sample_flows.QUICK,
+                           {"trace_file": trace_file}, conf=conf)
+    action, = helpers.rows(db, models.InstanceAction, instance_uuid=instance)
+    backend = engine_persistence.get_persistence(conf)
+    engine = engines.load(sample_flows.get_quick_flow(), backend=backend,
+                          store={"trace_file": trace_file})
+    engine.compile()
+    engine.prepare()
+    actions.start_event(db, action.id, "first")
+    engine.storage.save("first", None, states.SUCCESS)
+    saved = persistence_backend.saved_at(
+        db, engine.storage.get_atom_uuid("first"))
+    with listeners.ActionEventListener(engine, action.id, db):
+        engine.run()
+    events = helpers.rows(db, models.InstanceActionEvent,
+                          action_id=action.id)
+    assert [(event.event, event.result) for event in events] == [
+        ("first", actions.EVENT_SUCCESS), ("second", actions.EVENT_SUCCESS)]
+    assert saved is not None and events[0].finish_time == saved
+    assert sample_flows.read_trace(trace_file) == ["execute:second"]
