@@ -34,9 +34,11 @@ build must end ACTIVE and every delete leave nothing (the scenario's
 checks, audit included). The cases take turns ROUNDS times (the machine's
 load changes); each prints its figures, with the mean time of one flow
 (ceiling) or one job (runners: from its first step's start to its
-action's finish, and the part of it inside its steps' events) and how
-busy the runners' worker slots were (jobs' time / (slots * phases'
-time)), and the best of each case is compared at the end.
+action's finish, and the part of it inside its steps' events) and the
+share of the runners' worker slots' time those jobs filled (jobs' time /
+(slots * phases' time); the rest is claiming, loading each job's engine
+and the conductor's idle waits), and the best of each case is compared
+at the end.
 """
 import argparse
 import concurrent.futures
@@ -208,8 +210,8 @@ def run_runners(args, case, names):
         busy = ((builds[0] * len(requests) + deletes[0] * len(deletes))
                 / (slots * (build_seconds + delete_seconds)))
         breakdown = (f"posting the builds {posted:.2f} s; one job: build "
-                     f"{builds[1]}, delete {deletes[1]}; {slots} worker "
-                     f"slots {busy:.0%} busy")
+                     f"{builds[1]}, delete {deletes[1]}; jobs fill {busy:.0%}"
+                     f" of the {slots} worker slots' time")
         for process in processes:
             status = helpers.stop_process(process)
             if status != 0:

@@ -20,8 +20,10 @@ changes over a run).
   ``first`` step runs before), and a bare interpreter importing the
   runner's modules. Target: resume <= 1.5 s.
 * takeover: runner A runs ``wait``; runner B is started and claiming;
-  A is SIGKILLed (and reaped); measured from the kill to B running
-  ``wait``. On the SQL board B ends the claims of this machine's dead
+  after a wait spread evenly over the rounds across one heartbeat interval
+  (so the kills fall at every phase of B's heartbeat and A's claim
+  renewals), A is SIGKILLed (and reaped); measured from the kill to B
+  running ``wait``. On the SQL board B ends the claims of this machine's dead
   runners at its heartbeat (every third of the claim expiry); on the Redis
   board (a private namespace on 127.0.0.1:6379) the claim must expire
   first. Target: <= claim expiry + 1 s ([jobboard] claim_expiry_seconds,
@@ -29,7 +31,7 @@ changes over a run).
 
 After each round the gate is opened and the job must succeed with
 ``first`` and ``last`` run once and ``wait`` passed once. Prints the
-median and maximum of each.
+minimum, median and maximum of each.
 """
 import argparse
 import contextlib
@@ -222,19 +224,27 @@ def measure_resume(bench):
     return seconds
 
 
-def measure_takeover(bench):
-    """SIGKILL of the runner holding the job to the other running
-    ``wait``."""
+def measure_takeover(bench, delay):
+    """SIGKILL of the runner holding the job, ``delay`` seconds after the
+    other one claims jobs, to the other running ``wait``."""
     job = bench.post()
     holder, _, holder_log = bench.start_runner("holder")
     job.step_started(1, holder, holder_log)
     other, _, other_log = bench.start_runner("other")
     wait_claiming(other, other_log)
+    time.sleep(delay)
     killed = bench.kill(holder)
     seconds = job.step_started(2, other, other_log) - killed
     bench.finish(job, other, other_log)
     bench.stop_all()
     return seconds
+
+
+def kill_delay(number, args):
+    """Round ``number``'s wait between the second runner claiming and the
+    kill: evenly over one heartbeat and claim renewal interval (a third
+    of the expiry), so the kills fall at every phase of them."""
+    return (number + 0.5) / args.rounds * args.expiry / 3
 
 
 def import_seconds():
@@ -245,8 +255,8 @@ def import_seconds():
 
 
 def show(label, values, note=""):
-    print(f"  {label:<62} median {statistics.median(values):5.2f} s   "
-          f"max {max(values):5.2f} s{note}")
+    print(f"  {label:<58} min {min(values):5.2f}  median "
+          f"{statistics.median(values):5.2f}  max {max(values):5.2f} s{note}")
 
 
 def main(argv=None):
@@ -271,16 +281,17 @@ def main(argv=None):
                 work_dir / "redis", url, {
                     "backend": "redis", "namespace": namespace,
                     "claim_expiry_seconds": args.expiry})))
-            cases = {"imports": lambda: import_seconds(),
-                     "fresh": lambda: measure_fresh_start(sql),
-                     "resume": lambda: measure_resume(sql),
-                     "sql": lambda: measure_takeover(sql),
-                     "redis": lambda: measure_takeover(redis)}
+            cases = {"imports": lambda _delay: import_seconds(),
+                     "fresh": lambda _delay: measure_fresh_start(sql),
+                     "resume": lambda _delay: measure_resume(sql),
+                     "sql": lambda delay: measure_takeover(sql, delay),
+                     "redis": lambda delay: measure_takeover(redis, delay)}
             # In turn, round after round: the machine's load changes.
             found = {name: [] for name in cases}
-            for _ in range(args.rounds):
+            for number in range(args.rounds):
+                delay = kill_delay(number, args)
                 for name, measure in cases.items():
-                    found[name].append(measure())
+                    found[name].append(measure(delay))
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     print(f"resume: SQLite + SQL board, {args.rounds} rounds, every case in "
