@@ -111,6 +111,25 @@ class OwnerWatch(threading.Thread):
             return {job_uuid: changes[-1][1]
                     for job_uuid, changes in self.history.items()}
 
+    def last_owners(self):
+        """{job uuid: the last runner seen holding it}."""
+        with self.lock:
+            return {job_uuid: owners[-1]
+                    for job_uuid, owners in (
+                        (job_uuid, [owner for _at, owner in changes if owner])
+                        for job_uuid, changes in self.history.items())
+                    if owners}
+
+    def lapses(self):
+        """Jobs whose runner's claim was seen to lapse and be taken again
+        by the same runner (no other runner claimed it meanwhile)."""
+        with self.lock:
+            return sorted(
+                job_uuid for job_uuid, changes in self.history.items()
+                if any(before[1] and after[1] is None and later[1] == before[1]
+                       for before, after, later in zip(
+                           changes, changes[1:], changes[2:])))
+
     def owners_seen(self, job_uuid):
         """The owners of a job, in order, with seconds since the watch
         began."""
@@ -368,7 +387,7 @@ def pick_victim(cloud, watch, builds):
                       "in mid-flow", interval=0.5)
 
 
-def kill(cloud, name, builds):
+def kill(cloud, watch, name, builds):
     """SIGKILL runner ``name``; returns (the jobs it held, those of them
     in mid-flow, the last event id it may have written, kill time)."""
     process = cloud.processes[name]
@@ -377,9 +396,15 @@ def kill(cloud, name, builds):
     killed_utc = models.utcnow()
     time.sleep(0.5)  # what it was committing has landed
     # Not reaped yet: no runner of the SQL board takes its claims over.
+    # Its jobs: those it holds now, and those it was last seen holding
+    # that did not end (a claim that lapsed just now shows no owner).
     with jobboard.opened(cloud.conf) as board:
-        held = {job_uuid for job_uuid, owner in board_owners(board).items()
-                if owner == name}
+        owners = board_owners(board)
+    unfinished = {job_uuid for job_uuid, action in cloud.actions(
+        builds).items() if action.finish_time is None}
+    held = {job_uuid for job_uuid, owner in owners.items() if owner == name}
+    held |= {job_uuid for job_uuid, owner in watch.last_owners().items()
+             if owner == name and job_uuid in unfinished}
     last_event = cloud.last_event_id()
     mid_flow = held & cloud.mid_flow(builds)
     assert process.wait(10) == -signal.SIGKILL
@@ -525,7 +550,7 @@ def test_sixty_builds_three_runners_one_killed(cloud):
         mark("posted")
         victim = pick_victim(cloud, watch, builds)
         held, mid_flow, last_event, killed_at, killed_utc = kill(
-            cloud, victim, builds)
+            cloud, watch, victim, builds)
         mark("killed")
         summary["killed"] = (f"{victim} holding {len(held)} job(s), "
                              f"{len(mid_flow)} in mid-flow")
@@ -543,6 +568,8 @@ def test_sixty_builds_three_runners_one_killed(cloud):
             collections.Counter(enders.values()))
         summary["jobs ended more than once"] = sum(
             len(ends) > 1 for ends in cloud.ended_by().values())
+        summary["claims seen lapsing under a live runner"] = len(
+            watch.lapses())
         assert set(enders.values()) >= set(RUNNERS) - {victim}, enders
         assert_owners_changed_only_at_the_takeover(
             watch, enders, victim, held, killed_at)

@@ -61,7 +61,8 @@ def get_jobboard(conf=vmflow_conf.CONF, persistence=None, engine=None,
         board = jobboard_sql.SQLJobBoard(
             BOARD_NAME, {"namespace": group.namespace,
                          "claim_expiry_seconds": group.claim_expiry_seconds},
-            engine=engine or api.get_engine(conf), persistence=persistence)
+            engine=engine or api.get_board_engine(conf),
+            persistence=persistence)
     elif group.backend == REDIS:
         board = _redis_board_module().RedisJobBoard(
             BOARD_NAME, _redis_conf(conf), persistence=persistence)

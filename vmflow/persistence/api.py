@@ -16,8 +16,10 @@ from vmflow import exception
 # The optional extra (setup.cfg) that installs each server's driver.
 DRIVER_EXTRAS = {"postgresql": "postgresql", "mysql": "mysql",
                  "mariadb": "mysql"}
+# {URL or (BOARD_POOL, URL): engine}
 _engines = {}
 _engines_lock = threading.Lock()
+BOARD_POOL = "jobboard"
 
 
 def _configure_sqlite(engine, synchronous_full, busy_timeout_seconds):
@@ -111,6 +113,24 @@ def get_engine(conf=vmflow_conf.CONF):
         engine = _engines.get(url)
         if engine is None:
             engine = _engines[url] = create_engine(url, conf)
+        return engine
+
+
+def get_board_engine(conf=vmflow_conf.CONF):
+    """The engine of the SQL job board. On a database server it has a pool
+    of its own: a runner's jobs hold the main pool's connections (some
+    while they wait for a row lock), and a claim renewal that waited for
+    one of them could let the claim expire under a live runner. SQLite
+    shares the one engine (a second pool gains nothing there: one writer
+    at a time)."""
+    url = vmflow_conf.database_url(conf)
+    if sqlalchemy.engine.make_url(url).get_backend_name() == "sqlite":
+        return get_engine(conf)
+    with _engines_lock:
+        key = (BOARD_POOL, url)
+        engine = _engines.get(key)
+        if engine is None:
+            engine = _engines[key] = create_engine(url, conf)
         return engine
 
 

@@ -13,7 +13,7 @@ from taskflow.persistence import models as tf_models
 from taskflow.types import entity
 
 from tests.functional.engine import helpers, sample_flows
-from vmflow.engine import jobboard_sql, posting, runner
+from vmflow.engine import jobboard, jobboard_sql, posting, runner
 from vmflow.persistence import api, models
 
 CLAIM_RACE_JOBS = 50
@@ -328,3 +328,31 @@ def test_database_errors_are_job_failures(conf, tmp_path):
     with pytest.raises(tf_exc.JobFailure, match="no such table: jobs"):
         board.connect()
     engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
+def test_claims_renew_while_the_jobs_hold_every_pooled_connection(
+        conf, tmp_path, kind):
+    """A runner's jobs may hold every connection of the process's pool
+    (some waiting for row locks): the board has a pool of its own, so a
+    claim renewal does not wait behind them while the claim expires."""
+    with helpers.private_database(kind, tmp_path) as url:
+        conf.set_override("connection", url, group="database")
+        conf.set_override("pool_size", 1, group="database")
+        board = jobboard.get_jobboard(conf)
+        main = api.get_engine(conf)
+        # pool_size + QueuePool's default max_overflow (10): all of them
+        held = [main.connect() for _ in range(1 + 10)]
+        try:
+            job = board.post("job")
+            board.claim(job, "runner-a")
+            renewed = []
+            renewal = threading.Thread(target=lambda: renewed.append(
+                board.extend_claim(job, "runner-a")), daemon=True)
+            renewal.start()
+            renewal.join(10)  # the main pool would make it wait 30 s
+            assert renewed == [True]
+        finally:
+            for connection in held:
+                connection.close()
+            board.close()
