@@ -17,7 +17,7 @@ MIGRATIONS_DIR = os.path.join(os.path.dirname(__file__), "migrations")
 VERSION_TABLE = "vmflow_alembic_version"
 # The newest script's revision under migrations/versions (a new script
 # changes it too: tests/functional/test_migrations.py compares the two).
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 
 
 def _alembic_config(connection):
