@@ -233,15 +233,17 @@ class StatementCounter:
 
 
 class ComponentTimer:
-    """Wall time spent in the runner path's listeners and job end
-    (patched in for the timed rounds only)."""
+    """Wall time spent in the runner path's listeners, job end and the
+    persistence backend's updates (patched in for the timed rounds
+    only)."""
 
     PARTS = (("event listener", listeners.ActionEventListener,
               ("_task_receiver", "_flow_receiver", "_retry_receiver",
                "deregister")),
              ("claim keep-alive", listeners.ClaimKeepAlive,
               ("_task_receiver", "_flow_receiver", "_retry_receiver")),
-             ("job end (action, lock)", outcome, ("record_job_end",)))
+             ("job end (action, lock)", outcome, ("record_job_end",)),
+             ("persistence updates", row_updates.DriverUpdates, ("run",)))
 
     def __init__(self):
         self.seconds = collections.Counter()

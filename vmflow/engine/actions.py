@@ -97,6 +97,27 @@ class EventFinish(typing.NamedTuple):
     finish_time: datetime.datetime | None = None
 
 
+# The statements of a step's event writes, built once: building an
+# SQLAlchemy statement and its cache key each time costs more than SQLite
+# takes to run it.
+_INTERRUPT_OPEN_RUN = (
+    EVENTS.update()
+    .where(EVENTS.c.action_id == sqlalchemy.bindparam("action"),
+           EVENTS.c.event == sqlalchemy.bindparam("task"),
+           EVENTS.c.finish_time.is_(None))
+    .values(finish_time=sqlalchemy.bindparam("now"),
+            result=EVENT_INTERRUPTED))
+_INSERT_EVENT = EVENTS.insert().values(
+    action_id=sqlalchemy.bindparam("action"),
+    event=sqlalchemy.bindparam("task"), host=sqlalchemy.bindparam("host"),
+    start_time=sqlalchemy.bindparam("now"))
+_FINISH_EVENT = (
+    EVENTS.update().where(EVENTS.c.id == sqlalchemy.bindparam("event_id"))
+    .values(finish_time=sqlalchemy.bindparam("finish_time"),
+            result=sqlalchemy.bindparam("result"),
+            traceback=sqlalchemy.bindparam("traceback")))
+
+
 def _writer(engine):
     """A Core transaction that writes (see :func:`.api.writer_scope`)."""
     return api.writer_engine(engine).begin()
@@ -117,15 +138,12 @@ def start_event(engine, action_id, event, host=None, finish=None):
 
 
 def _open_event(connection, action_id, event, host=None):
-    now = models.utcnow()
-    connection.execute(
-        EVENTS.update()
-        .where(EVENTS.c.action_id == action_id, EVENTS.c.event == event,
-               EVENTS.c.finish_time.is_(None))
-        .values(finish_time=now, result=EVENT_INTERRUPTED))
-    result = connection.execute(EVENTS.insert().values(
-        action_id=action_id, event=event, host=host, start_time=now))
-    return result.inserted_primary_key[0]
+    # (Only each statement's own parameters: a key named like a column
+    # would be written too.)
+    run = {"action": action_id, "task": event, "now": models.utcnow()}
+    connection.execute(_INTERRUPT_OPEN_RUN, run)
+    return connection.execute(
+        _INSERT_EVENT, dict(run, host=host)).inserted_primary_key[0]
 
 
 def finish_event(engine, finish):
@@ -135,10 +153,10 @@ def finish_event(engine, finish):
 
 
 def _write_finish(connection, finish):
-    connection.execute(
-        EVENTS.update().where(EVENTS.c.id == finish.event_id)
-        .values(finish_time=finish.finish_time or models.utcnow(),
-                result=finish.result, traceback=finish.traceback))
+    connection.execute(_FINISH_EVENT, {
+        "event_id": finish.event_id, "result": finish.result,
+        "traceback": finish.traceback,
+        "finish_time": finish.finish_time or models.utcnow()})
 
 
 def close_open_event(engine, action_id, event, result, finish_time=None):

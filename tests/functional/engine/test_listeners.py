@@ -134,12 +134,13 @@ def test_a_rerun_closes_the_interrupted_event(conf, db, trace_file):
     posting.post_operation("sample", instance, sample_flows.QUICK,
                            {"trace_file": trace_file}, conf=conf)
     action, = helpers.rows(db, models.InstanceAction, instance_uuid=instance)
-    first = actions.start_event(db, action.id, "step")
-    second = actions.start_event(db, action.id, "step")
+    first = actions.start_event(db, action.id, "step", "host1")
+    second = actions.start_event(db, action.id, "step", "host2")
     rows = {row.id: row for row in helpers.rows(
         db, models.InstanceActionEvent, action_id=action.id)}
-    assert rows[first].result == actions.EVENT_INTERRUPTED
-    assert rows[second].finish_time is None
+    assert (rows[first].result, rows[first].host) == (
+        actions.EVENT_INTERRUPTED, "host1")
+    assert (rows[second].finish_time, rows[second].host) == (None, "host2")
     assert actions.open_events(db, action.id) == ["step"]
 
 
