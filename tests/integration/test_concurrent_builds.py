@@ -32,7 +32,7 @@ from vmflow.drivers.libvirt import connection as libvirt_connection
 from vmflow.drivers.libvirt import driver as libvirt_driver
 from vmflow.engine import actions, operations
 from vmflow.flows import build, constants, iter_tasks
-from vmflow.inventory import flavors, hosts, images, quotas, servers
+from vmflow.inventory import flavors, hosts, images, quotas
 from vmflow.persistence import api, models
 from vmflow.tasks import hooks
 
@@ -215,11 +215,8 @@ class Scenario:
     # -- what came out -----------------------------------------------------
 
     def instances(self, requests):
-        with api.session_scope(self.engine) as session:
-            return {request.instance_uuid: dict(
-                instances.get_instance(session, request.instance_uuid),
-                fault=servers.latest_fault(session, request.instance_uuid))
-                for request in requests}
+        return helpers.instances_with_faults(
+            self.engine, [request.instance_uuid for request in requests])
 
     def action(self, request):
         rows = [row for row in helpers.rows(

@@ -14,8 +14,10 @@ import sqlalchemy
 from tests import databases
 from tests.conftest import REPO_ROOT, wait_until, write_config  # noqa: F401
 from tests.functional.engine import sample_flows
+from vmflow import instances
 from vmflow.engine import actions, posting, runner
 from vmflow.engine import persistence as engine_persistence
+from vmflow.inventory import servers
 from vmflow.persistence import api, models
 
 ENGINE_BIN = os.path.join(os.path.dirname(sys.executable), "vmflow-engine")
@@ -99,6 +101,14 @@ def _get_or_add(session, model, name, **values):
         session.add(row)
         session.flush()
     return row
+
+
+def instances_with_faults(engine, instance_uuids):
+    """{uuid: the instance as a dict, with its latest ``fault``}."""
+    with api.session_scope(engine) as session:
+        return {uuid: dict(instances.get_instance(session, uuid),
+                           fault=servers.latest_fault(session, uuid))
+                for uuid in instance_uuids}
 
 
 def rows(engine, model, **where):
