@@ -89,14 +89,25 @@ def start_event(engine, action_id, event, host=None):
     """
     now = models.utcnow()
     with api.writer_scope(engine) as session:
-        session.execute(
-            EVENTS.update()
-            .where(EVENTS.c.action_id == action_id, EVENTS.c.event == event,
-                   EVENTS.c.finish_time.is_(None))
-            .values(finish_time=now, result=EVENT_INTERRUPTED))
+        _close_open_runs(session, action_id, event, EVENT_INTERRUPTED, now)
         result = session.execute(EVENTS.insert().values(
             action_id=action_id, event=event, host=host, start_time=now))
         return result.inserted_primary_key[0]
+
+
+def close_open_runs(engine, action_id, event, result):
+    """End the runs of task ``event`` still open (a dead runner's) with
+    ``result``, now."""
+    with api.writer_scope(engine) as session:
+        _close_open_runs(session, action_id, event, result, models.utcnow())
+
+
+def _close_open_runs(session, action_id, event, result, now):
+    session.execute(
+        EVENTS.update()
+        .where(EVENTS.c.action_id == action_id, EVENTS.c.event == event,
+               EVENTS.c.finish_time.is_(None))
+        .values(finish_time=now, result=result))
 
 
 def finish_event(engine, event_id, result, traceback=None):

@@ -25,29 +25,48 @@ from vmflow.flows import constants
 
 LOG = tf_logging.getLogger(__name__)
 HOST_ARGUMENT = constants.HOST_NAME
+# The event result of a task run that ended in this (saved) state.
+ENDED_RESULTS = {states.SUCCESS: actions.EVENT_SUCCESS,
+                 states.FAILURE: actions.EVENT_FAILURE,
+                 states.REVERTED: actions.EVENT_REVERTED,
+                 states.REVERT_FAILURE: actions.EVENT_REVERT_FAILURE}
 
 
 class ActionEventListener(base.Listener):
     """Writes the events of instance action ``action_id``."""
 
-    def __init__(self, engine, action_id, db_engine):
+    def __init__(self, engine, action_id, db_engine, claim=None):
         super().__init__(engine, task_listen_for=(
             states.RUNNING, states.SUCCESS, states.FAILURE, states.REVERTED,
             states.REVERT_FAILURE), flow_listen_for=(states.RUNNING,),
             retry_listen_for=())
         self._action_id = action_id
         self._db = db_engine
+        self._claim = claim
         self._open_events = {}
         self._atoms = None
 
     def _flow_receiver(self, state, details):
         """The flow (re)starts: tasks a dead runner left RUNNING run again
         now without a new RUNNING notification (TaskFlow skips identity
-        transitions), so their new events are opened here."""
+        transitions), so their new events are opened here; the events a
+        dead runner left open for tasks that ended (it died between saving
+        the task's end and writing its event) are closed as the task
+        ended. Nothing is written when the claim on the job was lost: the
+        engine does not run (:class:`ClaimKeepAlive`)."""
+        if self._claim is not None and self._claim.lost:
+            return
+        storage = self._engine.storage
         for name in self._tasks():
-            if self._engine.storage.get_atom_state(name) == states.RUNNING:
+            if storage.get_atom_state(name) == states.RUNNING:
                 self._open_events[name] = actions.start_event(
                     self._db, self._action_id, name, self._host_of(name))
+        for name in actions.open_events(self._db, self._action_id):
+            if name not in self._open_events and name in self._tasks():
+                actions.close_open_runs(
+                    self._db, self._action_id, name, ENDED_RESULTS.get(
+                        storage.get_atom_state(name),
+                        actions.EVENT_INTERRUPTED))
 
     def _task_receiver(self, state, details):
         name = details["task_name"]
@@ -159,7 +178,13 @@ class ClaimKeepAlive(base.Listener):
         self._renew_if_due()
 
     def _flow_receiver(self, state, details):
-        self._renew_if_due()
+        if state != states.RUNNING:
+            self._renew_if_due()
+        elif not self.renew():
+            # Lost before the engine ran (while it was loading): suspend()
+            # did nothing then (TaskFlow only suspends a running flow), so
+            # the flow is stopped now, before any task runs.
+            self._engine.suspend()
 
     def _renew_if_due(self):
         if time.monotonic() - self._last_renewal >= self._min_interval:

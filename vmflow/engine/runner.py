@@ -161,6 +161,8 @@ class _ClaimableJobsView:
     def claim(self, job, who, *args, **kwargs):
         try:
             return self._board.claim(job, who, *args, **kwargs)
+        except tf_exc.UnclaimableJob:
+            raise  # another runner was first: no outage
         except tf_exc.JobFailure as error:
             self.stopped.wait(self._outage.failed(error))
             raise tf_exc.UnclaimableJob(
@@ -231,15 +233,21 @@ class VmflowConductor(impl_nonblocking.NonBlockingConductor):
             if self._job_limit_reached() and not self._dispatched:
                 self.stop()
 
+    def _engine_from_job(self, job):
+        # Loading can outlast a claim expiry on a loaded machine, and the
+        # claim keep-alive starts only once the engine exists.
+        with _renewing_claim(self._jobboard, job, self._name):
+            return super()._engine_from_job(job)
+
     def _listeners_from_job(self, job, engine):
         found = super()._listeners_from_job(job, engine)
-        info = outcome.job_info(job)
-        if info is not None:
-            found.append(listeners.ActionEventListener(
-                engine, info["action_id"], self._db))
         keepalive = listeners.ClaimKeepAlive(engine, self._jobboard, job,
                                              self._name)
         self._keepalives[job.uuid] = keepalive
+        info = outcome.job_info(job)
+        if info is not None:
+            found.append(listeners.ActionEventListener(
+                engine, info["action_id"], self._db, claim=keepalive))
         found.append(keepalive)
         found.extend(factory(job, engine)
                      for factory in self._listener_factories)
@@ -287,6 +295,30 @@ class VmflowConductor(impl_nonblocking.NonBlockingConductor):
         future = futurist.SynchronousExecutor().submit(self._dispatch_job,
                                                        job)
         self._on_job_done(job, future)
+
+
+@contextlib.contextmanager
+def _renewing_claim(board, job, who):
+    """Renew ``who``'s claim on ``job`` every third of a claim expiry
+    while the block runs."""
+    stopped = threading.Event()
+
+    def renew():
+        while not stopped.wait(board.claim_expiry / 3.0):
+            try:
+                board.extend_claim(job, who)
+            except Exception:  # the keep-alive reports outages
+                LOG.debug("Renewing the claim on job %s failed", job.uuid,
+                          exc_info=True)
+
+    thread = threading.Thread(target=renew, daemon=True,
+                              name=f"claim-while-loading-{job.uuid[:8]}")
+    thread.start()
+    try:
+        yield
+    finally:
+        stopped.set()
+        thread.join()
 
 
 def build_conductor(name, conf=vmflow_conf.CONF, board=None,
