@@ -42,6 +42,7 @@ def start_instance_action(session, instance_uuid, action, request_id):
     return result.inserted_primary_key[0]
 
 
+@api.retry_on_deadlock
 def finish_instance_action(engine, action_id, result, message=None):
     """Set finish time, result and message once; False if already set."""
     with api.writer_scope(engine) as session:
@@ -81,6 +82,7 @@ def _clip(text):
 
 # -- events ------------------------------------------------------------------
 
+@api.retry_on_deadlock
 def start_event(engine, action_id, event, host=None):
     """Open the event of one run of task ``event``; return its id.
 
@@ -95,6 +97,7 @@ def start_event(engine, action_id, event, host=None):
         return result.inserted_primary_key[0]
 
 
+@api.retry_on_deadlock
 def close_open_runs(engine, action_id, event, result):
     """End the runs of task ``event`` still open (a dead runner's) with
     ``result``, now."""
@@ -110,6 +113,7 @@ def _close_open_runs(session, action_id, event, result, now):
         .values(finish_time=now, result=result))
 
 
+@api.retry_on_deadlock
 def finish_event(engine, event_id, result, traceback=None):
     with api.writer_scope(engine) as session:
         session.execute(
@@ -126,6 +130,7 @@ def latest_event(engine, action_id, event):
             .order_by(EVENTS.c.id.desc()).limit(1)).first()
 
 
+@api.retry_on_deadlock
 def mark_event_reverted(engine, action_id, event):
     """The task's last run was undone: ``reverted`` -- unless it had
     failed, then it keeps ``failure`` and its traceback (what the user

@@ -141,12 +141,19 @@ class _ClaimableJobsView:
     While the board fails (its server or database is down) the loop sees
     no jobs and waits with back-off (:class:`.outage.OutageLog`), instead
     of TaskFlow's retry with a traceback every fraction of a second.
+
+    Nor does it see the jobs this conductor runs (``running``, from their
+    claim to their end): when this runner's own claim on one lapsed (a
+    stall longer than the claim expiry) it would claim it again under the
+    same name, and both claims would renew -- the job would run twice at
+    once here.
     """
 
     def __init__(self, board):
         self._board = board
         self._outage = outage.OutageLog(LOG, "The job board")
         self.stopped = threading.Event()
+        self.running = set()
 
     def iterjobs(self, only_unclaimed=True, ensure_fresh=False):
         try:
@@ -156,11 +163,13 @@ class _ClaimableJobsView:
             self.stopped.wait(self._outage.failed(error))
             return iter(())
         self._outage.succeeded()
-        return iter(jobs)
+        return iter([job for job in jobs if job.uuid not in self.running])
 
     def claim(self, job, who, *args, **kwargs):
         try:
-            return self._board.claim(job, who, *args, **kwargs)
+            claimed = self._board.claim(job, who, *args, **kwargs)
+            self.running.add(job.uuid)
+            return claimed
         except tf_exc.UnclaimableJob:
             raise  # another runner was first: no outage
         except tf_exc.JobFailure as error:
@@ -230,6 +239,7 @@ class VmflowConductor(impl_nonblocking.NonBlockingConductor):
         try:
             super()._on_job_done(job, fut)
         finally:
+            self._jobboard.running.discard(job.uuid)
             if self._job_limit_reached() and not self._dispatched:
                 self.stop()
 
