@@ -278,21 +278,27 @@ class VmflowConductor(impl_nonblocking.NonBlockingConductor):
 
     def _try_finish_job(self, job, consume, trash=False):
         keepalive = self._keepalives.pop(job.uuid, None)
-        claim_lost = keepalive is not None and keepalive.lost
-        if (consume or trash) and not claim_lost:
-            try:
-                result = outcome.record_job_end(
-                    job, self._persistence, self._db,
-                    dispatch_error=self._dispatch_errors.pop(job.uuid, None))
-            except Exception:  # the database failed: run the job again
-                LOG.exception("Recording the end of job %s failed; "
-                              "abandoning it so that it ends again (its "
-                              "flow is finished: nothing runs twice)",
-                              job.uuid)
-                consume = trash = False
-            else:
-                self.finished_jobs.append((job.uuid, result))
-        super()._try_finish_job(job, consume, trash)
+        if keepalive is not None and keepalive.lost:
+            super()._try_finish_job(job, consume, trash)
+            return
+        # The keep-alive stopped with the engine; recording the end can
+        # outlast a claim expiry on a loaded machine.
+        with _renewing_claim(self._jobboard, job, self._name):
+            if consume or trash:
+                try:
+                    result = outcome.record_job_end(
+                        job, self._persistence, self._db,
+                        dispatch_error=self._dispatch_errors.pop(job.uuid,
+                                                                 None))
+                except Exception:  # the database failed: run the job again
+                    LOG.exception("Recording the end of job %s failed; "
+                                  "abandoning it so that it ends again (its "
+                                  "flow is finished: nothing runs twice)",
+                                  job.uuid)
+                    consume = trash = False
+                else:
+                    self.finished_jobs.append((job.uuid, result))
+            super()._try_finish_job(job, consume, trash)
 
     def close_task_pool(self):
         """Shut the shared task pool of the threaded executor down."""
