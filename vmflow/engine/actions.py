@@ -44,6 +44,7 @@ def start_instance_action(session, instance_uuid, action, request_id):
     return result.inserted_primary_key[0]
 
 
+@api.retry_on_deadlock
 def finish_instance_action(engine, action_id, result, message=None):
     """Set finish time, result and message once; False if already set."""
     with api.writer_scope(engine) as session:
@@ -123,6 +124,7 @@ def _writer(engine):
     return api.writer_engine(engine).begin()
 
 
+@api.retry_on_deadlock
 def start_event(engine, action_id, event, host=None, finish=None):
     """Open the event of one run of task ``event``; return its id.
 
@@ -146,6 +148,7 @@ def _open_event(connection, action_id, event, host=None):
         _INSERT_EVENT, dict(run, host=host)).inserted_primary_key[0]
 
 
+@api.retry_on_deadlock
 def finish_event(engine, finish):
     """Record :class:`EventFinish` ``finish``."""
     with _writer(engine) as connection:
@@ -159,6 +162,7 @@ def _write_finish(connection, finish):
         "finish_time": finish.finish_time or models.utcnow()})
 
 
+@api.retry_on_deadlock
 def close_open_event(engine, action_id, event, result, finish_time=None):
     """Close the open run(s) of task ``event`` with ``result``."""
     with _writer(engine) as connection:
@@ -177,6 +181,7 @@ def _latest_event(connection, action_id, event):
         .order_by(EVENTS.c.id.desc()).limit(1)).first()
 
 
+@api.retry_on_deadlock
 def mark_event_reverted(engine, action_id, event):
     """The task's last run was undone: ``reverted`` -- unless it had
     failed, then it keeps ``failure`` and its traceback (what the user

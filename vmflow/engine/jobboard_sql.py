@@ -195,9 +195,14 @@ class SQLJobBoard(base.JobBoard):
     def _transaction(self, engine):
         """A transaction whose database errors become ``JobFailure`` (what
         TaskFlow's conductor logs and backs off from, as for Redis)."""
-        try:
+        with self._translated_errors():
             with engine.begin() as connection:
                 yield connection
+
+    @contextlib.contextmanager
+    def _translated_errors(self):
+        try:
+            yield
         except sa_exc.DBAPIError as error:
             raise tf_exc.JobFailure(
                 f"job board {self.name!r}: database error: "
@@ -418,7 +423,14 @@ class SQLJobBoard(base.JobBoard):
     def _swap(self, job_uuid, expected, **values):
         """One compare-and-swap UPDATE of a job's row; True if it hit."""
         values["updated_at"] = _now()
-        with self._writer() as connection:
+        self._ensure_connected()
+        with self._translated_errors():
+            return self._update_row(api.writer_engine(self._engine),
+                                    job_uuid, expected, values)
+
+    @api.retry_on_deadlock
+    def _update_row(self, engine, job_uuid, expected, values):
+        with engine.begin() as connection:
             result = connection.execute(
                 JOBS.update()
                 .where(self._where_on_board(), JOBS.c.uuid == job_uuid,

@@ -27,6 +27,11 @@ from vmflow.persistence import models
 
 LOG = tf_logging.getLogger(__name__)
 HOST_ARGUMENT = constants.HOST_NAME
+# The event result of a task run that ended in this (saved) state.
+ENDED_RESULTS = {states.SUCCESS: actions.EVENT_SUCCESS,
+                 states.FAILURE: actions.EVENT_FAILURE,
+                 states.REVERTED: actions.EVENT_REVERTED,
+                 states.REVERT_FAILURE: actions.EVENT_REVERT_FAILURE}
 
 
 class ActionEventListener(base.Listener):
@@ -40,7 +45,7 @@ class ActionEventListener(base.Listener):
     reverts, at the flow's end and when the listener is deregistered.
     """
 
-    def __init__(self, engine, action_id, db_engine):
+    def __init__(self, engine, action_id, db_engine, claim=None):
         super().__init__(engine, task_listen_for=(
             states.RUNNING, states.SUCCESS, states.FAILURE, states.REVERTING,
             states.REVERTED, states.REVERT_FAILURE), flow_listen_for=(
@@ -49,6 +54,7 @@ class ActionEventListener(base.Listener):
                                                  states.REVERTING))
         self._action_id = action_id
         self._db = db_engine
+        self._claim = claim
         self._open_events = {}
         self._pending_success = None
         self._atoms = None
@@ -65,26 +71,31 @@ class ActionEventListener(base.Listener):
         """When the flow (re)starts, tasks a dead runner left RUNNING run
         again without a new RUNNING notification (TaskFlow skips identity
         transitions), so their new events are opened here. (Any flow
-        transition writes the success held back first.)"""
+        transition writes the success held back first.) Nothing is written
+        when the claim on the job was lost: the engine does not run
+        (:class:`ClaimKeepAlive`)."""
         self._write_pending_success()
-        if state != states.RUNNING:
+        if state != states.RUNNING or (self._claim is not None
+                                       and self._claim.lost):
             return
-        self._close_successes_a_dead_runner_held()
+        self._close_runs_a_dead_runner_left_open()
         for name in self._tasks():
             if self._engine.storage.get_atom_state(name) == states.RUNNING:
                 self._start(name)
 
-    def _close_successes_a_dead_runner_held(self):
-        """A runner that died holding a success back left its event open
-        though the task's SUCCESS was saved: it is closed as a success at
-        the time that state was saved."""
+    def _close_runs_a_dead_runner_left_open(self):
+        """A runner that died after saving a task's end but before writing
+        its event (or holding a success back) left the event open: it is
+        closed as the task ended, at the time that state was saved."""
+        storage = self._engine.storage
         for name in set(actions.open_events(self._db, self._action_id)):
-            if name in self._tasks() and self._engine.storage \
-                    .get_atom_state(name) == states.SUCCESS:
+            result = ENDED_RESULTS.get(storage.get_atom_state(name)) \
+                if name in self._tasks() else None
+            if result is not None:
                 actions.close_open_event(
-                    self._db, self._action_id, name, actions.EVENT_SUCCESS,
+                    self._db, self._action_id, name, result,
                     persistence_backend.saved_at(
-                        self._db, self._engine.storage.get_atom_uuid(name)))
+                        self._db, storage.get_atom_uuid(name)))
 
     def _retry_receiver(self, state, details):
         self._write_pending_success()
@@ -218,7 +229,13 @@ class ClaimKeepAlive(base.Listener):
         self._renew_if_due()
 
     def _flow_receiver(self, state, details):
-        self._renew_if_due()
+        if state != states.RUNNING:
+            self._renew_if_due()
+        elif not self.renew():
+            # Lost before the engine ran (while it was loading): suspend()
+            # did nothing then (TaskFlow only suspends a running flow), so
+            # the flow is stopped now, before any task runs.
+            self._engine.suspend()
 
     def _renew_if_due(self):
         if time.monotonic() - self._last_renewal >= self._min_interval:

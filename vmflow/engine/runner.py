@@ -141,12 +141,19 @@ class _ClaimableJobsView:
     While the board fails (its server or database is down) the loop sees
     no jobs and waits with back-off (:class:`.outage.OutageLog`), instead
     of TaskFlow's retry with a traceback every fraction of a second.
+
+    Nor does it see the jobs this conductor runs (``running``, from their
+    claim to their end): when this runner's own claim on one lapsed (a
+    stall longer than the claim expiry) it would claim it again under the
+    same name, and both claims would renew -- the job would run twice at
+    once here.
     """
 
     def __init__(self, board):
         self._board = board
         self._outage = outage.OutageLog(LOG, "The job board")
         self.stopped = threading.Event()
+        self.running = set()
 
     def iterjobs(self, only_unclaimed=True, ensure_fresh=False):
         try:
@@ -156,11 +163,15 @@ class _ClaimableJobsView:
             self.stopped.wait(self._outage.failed(error))
             return iter(())
         self._outage.succeeded()
-        return iter(jobs)
+        return iter([job for job in jobs if job.uuid not in self.running])
 
     def claim(self, job, who, *args, **kwargs):
         try:
-            return self._board.claim(job, who, *args, **kwargs)
+            claimed = self._board.claim(job, who, *args, **kwargs)
+            self.running.add(job.uuid)
+            return claimed
+        except tf_exc.UnclaimableJob:
+            raise  # another runner was first: no outage
         except tf_exc.JobFailure as error:
             self.stopped.wait(self._outage.failed(error))
             raise tf_exc.UnclaimableJob(
@@ -228,18 +239,25 @@ class VmflowConductor(impl_nonblocking.NonBlockingConductor):
         try:
             super()._on_job_done(job, fut)
         finally:
+            self._jobboard.running.discard(job.uuid)
             if self._job_limit_reached() and not self._dispatched:
                 self.stop()
 
+    def _engine_from_job(self, job):
+        # Loading can outlast a claim expiry on a loaded machine, and the
+        # claim keep-alive starts only once the engine exists.
+        with _renewing_claim(self._jobboard, job, self._name):
+            return super()._engine_from_job(job)
+
     def _listeners_from_job(self, job, engine):
         found = super()._listeners_from_job(job, engine)
-        info = outcome.job_info(job)
-        if info is not None:
-            found.append(listeners.ActionEventListener(
-                engine, info["action_id"], self._db))
         keepalive = listeners.ClaimKeepAlive(engine, self._jobboard, job,
                                              self._name)
         self._keepalives[job.uuid] = keepalive
+        info = outcome.job_info(job)
+        if info is not None:
+            found.append(listeners.ActionEventListener(
+                engine, info["action_id"], self._db, claim=keepalive))
         found.append(keepalive)
         found.extend(factory(job, engine)
                      for factory in self._listener_factories)
@@ -260,21 +278,27 @@ class VmflowConductor(impl_nonblocking.NonBlockingConductor):
 
     def _try_finish_job(self, job, consume, trash=False):
         keepalive = self._keepalives.pop(job.uuid, None)
-        claim_lost = keepalive is not None and keepalive.lost
-        if (consume or trash) and not claim_lost:
-            try:
-                result = outcome.record_job_end(
-                    job, self._persistence, self._db,
-                    dispatch_error=self._dispatch_errors.pop(job.uuid, None))
-            except Exception:  # the database failed: run the job again
-                LOG.exception("Recording the end of job %s failed; "
-                              "abandoning it so that it ends again (its "
-                              "flow is finished: nothing runs twice)",
-                              job.uuid)
-                consume = trash = False
-            else:
-                self.finished_jobs.append((job.uuid, result))
-        super()._try_finish_job(job, consume, trash)
+        if keepalive is not None and keepalive.lost:
+            super()._try_finish_job(job, consume, trash)
+            return
+        # The keep-alive stopped with the engine; recording the end can
+        # outlast a claim expiry on a loaded machine.
+        with _renewing_claim(self._jobboard, job, self._name):
+            if consume or trash:
+                try:
+                    result = outcome.record_job_end(
+                        job, self._persistence, self._db,
+                        dispatch_error=self._dispatch_errors.pop(job.uuid,
+                                                                 None))
+                except Exception:  # the database failed: run the job again
+                    LOG.exception("Recording the end of job %s failed; "
+                                  "abandoning it so that it ends again (its "
+                                  "flow is finished: nothing runs twice)",
+                                  job.uuid)
+                    consume = trash = False
+                else:
+                    self.finished_jobs.append((job.uuid, result))
+            super()._try_finish_job(job, consume, trash)
 
     def close_task_pool(self):
         """Shut the shared task pool of the threaded executor down."""
@@ -287,6 +311,30 @@ class VmflowConductor(impl_nonblocking.NonBlockingConductor):
         future = futurist.SynchronousExecutor().submit(self._dispatch_job,
                                                        job)
         self._on_job_done(job, future)
+
+
+@contextlib.contextmanager
+def _renewing_claim(board, job, who):
+    """Renew ``who``'s claim on ``job`` every third of a claim expiry
+    while the block runs."""
+    stopped = threading.Event()
+
+    def renew():
+        while not stopped.wait(board.claim_expiry / 3.0):
+            try:
+                board.extend_claim(job, who)
+            except Exception:  # the keep-alive reports outages
+                LOG.debug("Renewing the claim on job %s failed", job.uuid,
+                          exc_info=True)
+
+    thread = threading.Thread(target=renew, daemon=True,
+                              name=f"claim-while-loading-{job.uuid[:8]}")
+    thread.start()
+    try:
+        yield
+    finally:
+        stopped.set()
+        thread.join()
 
 
 def build_conductor(name, conf=vmflow_conf.CONF, board=None,

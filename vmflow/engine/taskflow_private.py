@@ -53,6 +53,9 @@ Conductor (:mod:`vmflow.engine.runner`)
     ``._dispatched``, ``._max_simultaneous_jobs``:
         ``run(max_dispatches=N)`` dispatches N + 1 jobs; ``--max-jobs``
         needs an exact limit and to stop once those jobs ended.
+    ``._engine_from_job`` (overridden, wrapped): the claim is renewed
+        while the engine loads (it can outlast a claim expiry on a loaded
+        machine; the keep-alive listener starts only once the engine exists).
     ``._executor_factory`` (replaced):
         futurist's thread pool takes a second to shut down after each run.
     ``._jobboard``, ``._persistence``, ``._name``:
@@ -81,6 +84,8 @@ PRIVATE_NAMES = (
      "_on_job_done"),
     ("taskflow.conductors.backends.impl_nonblocking.NonBlockingConductor",
      "_can_claim_more_jobs"),
+    ("taskflow.conductors.backends.impl_nonblocking.NonBlockingConductor",
+     "_engine_from_job"),
 )
 # Instance attributes the conductor and the Redis board set in __init__.
 PRIVATE_ATTRIBUTES = {

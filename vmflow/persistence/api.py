@@ -4,8 +4,10 @@ One engine per URL per process. SQLite runs in WAL mode with foreign keys
 on and a busy timeout, so the CLI and runners can share the file.
 """
 import contextlib
+import functools
 import os
 import threading
+import time
 
 import sqlalchemy
 from sqlalchemy import event, exc as sa_exc, orm
@@ -171,3 +173,36 @@ def writer_scope(engine=None):
     affected.
     """
     return session_scope(writer_engine(engine or get_engine()))
+
+
+# MySQL/MariaDB's ER_LOCK_DEADLOCK; PostgreSQL's deadlock_detected and
+# serialization_failure SQLSTATEs.
+DEADLOCK_ERRNO = 1213
+DEADLOCK_SQLSTATES = ("40P01", "40001")
+DEADLOCK_ATTEMPTS = 5
+
+
+def is_deadlock(error):
+    """Whether DBAPIError ``error`` is a deadlock the server broke by
+    rolling this transaction back (it may simply be run again)."""
+    original = getattr(error, "orig", None)
+    if getattr(original, "pgcode", None) in DEADLOCK_SQLSTATES:
+        return True
+    arguments = getattr(original, "args", ())
+    return bool(arguments) and arguments[0] == DEADLOCK_ERRNO
+
+
+def retry_on_deadlock(function):
+    """Run ``function`` (one whole transaction) again, a few times with a
+    short back-off, when the database broke a deadlock by rolling it back
+    (InnoDB does under concurrent inserts and updates of one index)."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        for attempt in range(DEADLOCK_ATTEMPTS):
+            try:
+                return function(*args, **kwargs)
+            except sa_exc.DBAPIError as error:
+                if attempt == DEADLOCK_ATTEMPTS - 1 or not is_deadlock(error):
+                    raise
+            time.sleep(0.02 * 2 ** attempt)
+    return wrapper
