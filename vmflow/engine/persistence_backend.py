@@ -26,6 +26,7 @@ Retry histories are decoded right: TaskFlow 6.5's ``RetryDetail.from_dict``
 reuses one variable for an attempt's value and its failures, so every
 failed attempt came back with its failure in place of the value.
 """
+import datetime
 import functools
 
 import sqlalchemy
@@ -253,10 +254,13 @@ class ProgressConnection(base.Connection):
         for uuid in existing:
             self._update(db, ATOMDETAILS, uuid, unknown.pop(uuid))
         if unknown:
+            # Rows are read back in created_at order: one microsecond
+            # apart, the atoms keep the order TaskFlow gave them.
             now = timeutils.utcnow()
             db.execute(ATOMDETAILS.insert(), [
-                {"uuid": uuid, "created_at": now, **row}
-                for uuid, row in unknown.items()])
+                {"uuid": uuid, "created_at": now + datetime.timedelta(
+                    microseconds=number), **row}
+                for number, (uuid, row) in enumerate(unknown.items())])
             for uuid, row in unknown.items():
                 self._known.put(uuid, row)
 
@@ -288,7 +292,8 @@ class ProgressConnection(base.Connection):
         with self._backend.source_engine.connect() as db:
             flows = [self._flow(row) for row in db.execute(
                 sqlalchemy.select(FLOWDETAILS).where(
-                    FLOWDETAILS.c.parent_uuid == book_uuid))]
+                    FLOWDETAILS.c.parent_uuid == book_uuid).order_by(
+                    FLOWDETAILS.c.created_at))]
             if not lazy:
                 self._add_atoms(db, flows)
         return iter(flows)
@@ -320,7 +325,8 @@ class ProgressConnection(base.Connection):
         with self._backend.source_engine.connect() as db:
             atoms = [self._atom(row) for row in db.execute(
                 sqlalchemy.select(ATOMDETAILS).where(
-                    ATOMDETAILS.c.parent_uuid == fd_uuid))]
+                    ATOMDETAILS.c.parent_uuid == fd_uuid).order_by(
+                    ATOMDETAILS.c.created_at))]
         return iter(atoms)
 
     def _add_flows(self, db, books):
@@ -329,7 +335,8 @@ class ProgressConnection(base.Connection):
             return
         flows = []
         for row in db.execute(sqlalchemy.select(FLOWDETAILS).where(
-                FLOWDETAILS.c.parent_uuid.in_(list(by_uuid)))):
+                FLOWDETAILS.c.parent_uuid.in_(list(by_uuid))).order_by(
+                    FLOWDETAILS.c.created_at)):
             flow = self._flow(row)
             by_uuid[row.parent_uuid].add(flow)
             flows.append(flow)
@@ -340,7 +347,8 @@ class ProgressConnection(base.Connection):
         if not by_uuid:
             return
         for row in db.execute(sqlalchemy.select(ATOMDETAILS).where(
-                ATOMDETAILS.c.parent_uuid.in_(list(by_uuid)))):
+                ATOMDETAILS.c.parent_uuid.in_(list(by_uuid))).order_by(
+                    ATOMDETAILS.c.created_at)):
             by_uuid[row.parent_uuid].add(self._atom(row))
 
     def _decoded(self, value):

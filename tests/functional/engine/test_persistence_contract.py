@@ -230,3 +230,20 @@ def test_a_destroyed_logbook_takes_its_flows_and_atoms(store):
     with engine.connect() as db:
         assert db.execute(sqlalchemy.text(
             "SELECT COUNT(*) FROM atomdetails")).scalar() == 0
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"], indirect=True)
+def test_atoms_come_back_in_the_order_they_were_added(store):
+    """Reads order atoms by creation (PostgreSQL moves a row it updates;
+    MariaDB's DATETIME keeps whole seconds, so it has no such order)."""
+    backend, _engine = store
+    atoms = [tf_models.TaskDetail(f"t{n}", f"t-{n}") for n in range(30)]
+    _book, flow = _saved_book(backend, *atoms)
+    connection = backend.get_connection()
+    for atom in reversed(atoms[::2]):
+        atom.state = states.SUCCESS
+        connection.update_atom_details(atom)
+    names = [atom.name for atom in atoms]
+    assert [a.name for a in connection.get_flow_details(flow.uuid)] == names
+    assert [a.name for a in connection.get_atoms_for_flow(flow.uuid)] == (
+        names)
