@@ -19,14 +19,16 @@ themselves); and the whole job per step: ``engines.run`` (load, compile,
 run) against the runner's dispatch (the conductor's ``compilation_start``)
 to done (the runner recorded the job's end: action finished, lock
 released). Per job: post -> done, split into its parts. Rounds are
-interleaved; figures are medians.
+interleaved; figures are medians. The timed rounds also add up the wall
+time spent in the event listener, the claim keep-alive, the job end and
+the persistence backend's updates (per step).
 
 A last, untimed round counts the database statements, commits and
 connection checkouts each component of the runner path issues (SQLAlchemy
 ``before_cursor_execute``/``commit``/``checkout`` events, and the
 persistence backend's driver-level updates; a component is found on the
-statement's call stack). On PostgreSQL and MariaDB every
-checkout also pings the server (``pool_pre_ping``), outside these counts.
+statement's call stack). On PostgreSQL and MariaDB every checkout also
+pings the server (``pool_pre_ping``), outside these counts.
 A server database is private to the run and dropped afterwards.
 """
 import collections
